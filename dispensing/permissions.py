@@ -1,0 +1,40 @@
+"""Who may do what. Service functions call these; views may call them too, but never instead.
+
+Each check is its own small function with one condition a line, so each can be tested alone.
+"""
+
+from __future__ import annotations
+
+from dispensing.errors import PermissionDenied
+from dispensing.models import Role, User
+
+
+def require_role(user: User | None, *roles: Role) -> None:
+    """Raise PermissionDenied unless ``user`` is active and holds one of ``roles``."""
+    if user is None or not user.active:
+        raise PermissionDenied("not signed in", required=[role.value for role in roles])
+    if not user.has_role(*roles):
+        raise PermissionDenied("role required", required=[role.value for role in roles])
+
+
+def require_same_clinic(user: User, clinic_id: int) -> None:
+    """Raise PermissionDenied when ``user`` belongs to another clinic."""
+    if user.clinic_id != clinic_id:
+        raise PermissionDenied("other clinic")
+
+
+def can_administer(user: User | None) -> bool:
+    return user is not None and user.active and user.has_role(Role.ADMIN)
+
+
+def can_prescribe(user: User | None) -> bool:
+    """Return True for an active physician (orders: draft, sign, supersede, stop)."""
+    return user is not None and user.active and user.has_role(Role.PHYSICIAN)
+
+
+def can_dispense(user: User | None) -> bool:
+    return user is not None and user.active and user.has_role(Role.NURSE)
+
+
+def can_manage_stock(user: User | None) -> bool:
+    return user is not None and user.active and user.has_role(Role.PHARMACIST)

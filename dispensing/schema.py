@@ -1,0 +1,40 @@
+"""Running Alembic migrations from code, and reading the migration state."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine
+
+from dispensing.settings import PROJECT_ROOT
+
+ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+
+
+def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:
+    """Return the project's Alembic Config bound to ``url`` or to an open ``connection``."""
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    if url:
+        config.attributes["url"] = url
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database behind ``engine`` to ``revision``."""
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection=connection), revision)
+
+
+def head_revision() -> str:
+    """Return the newest migration revision in the code."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    """Return the revision the database is at, or None when it was never migrated."""
+    return MigrationContext.configure(connection).get_current_revision()

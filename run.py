@@ -1,0 +1,198 @@
+"""One entry point for the dispensing module.
+
+    python run.py                 migrate, seed the demo clinic if the database is empty, serve
+    python run.py serve           serve the web app (waitress) at http://127.0.0.1:5000
+    python run.py migrate         take the database to the newest migration
+    python run.py seed-demo       load the demo clinic (refuses a database that has data)
+    python run.py create-user     add a user (password from a prompt or --password-stdin)
+    python run.py audit-verify    check the audit trail's hash chain, report the first broken link
+    python run.py devices check   identify every configured device and print its state
+
+The database is DATABASE_URL, or an SQLite file in the instance folder when it is not set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from dispensing.settings import PROJECT_ROOT, SettingsError, load_settings
+
+INSTANCE_PATH = PROJECT_ROOT / "instance"
+
+
+def _database(settings):
+    from dispensing.db import Database, sqlite_url_for
+
+    url = settings.database_url or sqlite_url_for(INSTANCE_PATH)
+    return Database.from_url(url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+
+
+def cmd_migrate(settings, _args) -> int:
+    from dispensing import schema
+
+    database = _database(settings)
+    schema.upgrade(database.engine)
+    with database.engine.connect() as connection:
+        print(f"database at migration {schema.current_revision(connection)}")
+    database.dispose()
+    return 0
+
+
+def cmd_seed_demo(settings, args) -> int:
+    from dispensing import demo
+
+    database = _database(settings)
+    with database.unit_of_work() as session:
+        if demo.has_data(session):
+            if args.if_empty:
+                print("database already has data; demo not loaded")
+                return 0
+            print("refusing to load the demo into a database that already has data", file=sys.stderr)
+            return 1
+        summary = demo.seed(session, settings=settings, days=args.days, patients=args.patients)
+        session.commit()
+    print(summary)
+    database.dispose()
+    return 0
+
+
+def cmd_create_user(settings, args) -> int:
+    from sqlalchemy import select
+
+    from dispensing import accounts
+    from dispensing.errors import DomainError
+    from dispensing.models import Clinic, Role
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+    database = _database(settings)
+    with database.unit_of_work() as session:
+        clinic = session.scalar(select(Clinic).where(Clinic.code == args.clinic)) if args.clinic else None
+        if clinic is None:
+            clinic = session.scalar(select(Clinic).order_by(Clinic.id).limit(1))
+        if clinic is None:
+            print("no clinic in the database: run `python run.py seed-demo` or create one first", file=sys.stderr)
+            return 1
+        try:
+            user = accounts.create_user(
+                session,
+                actor=None,
+                clinic_id=clinic.id,
+                username=args.username,
+                full_name=args.full_name,
+                password=password,
+                roles={Role(role) for role in args.role},
+                practice_start_date=args.practice_start_date,
+                mmt_certificate_no=args.certificate,
+            )
+        except DomainError as exc:
+            print(f"refused: {exc.params.get('code') or exc.code}", file=sys.stderr)
+            return 1
+        session.commit()
+        print(f"user {user.username} created with roles {', '.join(sorted(r.value for r in user.roles))}")
+    database.dispose()
+    return 0
+
+
+def cmd_audit_verify(settings, _args) -> int:
+    from dispensing import audit
+
+    database = _database(settings)
+    with database.unit_of_work() as session:
+        report = audit.verify_chain(session)
+    database.dispose()
+    if report.ok:
+        print(f"audit trail intact: {report.checked} events verified")
+        return 0
+    print(f"audit trail BROKEN at event {report.broken_at_seq}: {report.problem} "
+          f"({report.checked} events verified before it)")
+    return 2
+
+
+def cmd_devices(settings, args) -> int:
+    from devices.cli import check_devices
+
+    return check_devices(args.registry or settings.devices_registry)
+
+
+def cmd_serve(settings, args) -> int:
+    from waitress import serve
+
+    from web import create_app
+
+    app = create_app(settings=settings)
+    print(f"serving on http://{args.host}:{args.port}")
+    serve(app, host=args.host, port=args.port, threads=args.threads)
+    return 0
+
+
+def cmd_run(settings, args) -> int:
+    args.if_empty = True
+    args.days = 60
+    args.patients = 200
+    for step in (cmd_migrate, cmd_seed_demo):
+        code = step(settings, args)
+        if code:
+            return code
+    return cmd_serve(settings, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from datetime import date
+
+    parser = argparse.ArgumentParser(prog="run.py", description="Methadone dispensing module")
+    sub = parser.add_subparsers(dest="command")
+
+    def add_serve_options(p):
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=5000)
+        p.add_argument("--threads", type=int, default=8)
+
+    add_serve_options(parser)
+    add_serve_options(sub.add_parser("serve", help="serve the web app"))
+    sub.add_parser("migrate", help="migrate the database to the newest revision")
+    seed = sub.add_parser("seed-demo", help="load the demo clinic")
+    seed.add_argument("--if-empty", action="store_true", help="do nothing when the database has data")
+    seed.add_argument("--days", type=int, default=60, help="days of dose history")
+    seed.add_argument("--patients", type=int, default=200)
+    user = sub.add_parser("create-user", help="add a user")
+    user.add_argument("--username", required=True)
+    user.add_argument("--full-name", required=True)
+    user.add_argument("--role", action="append", required=True, choices=["nurse", "pharmacist", "physician", "admin"])
+    user.add_argument("--clinic", help="clinic code (default: the first clinic)")
+    user.add_argument("--practice-start-date", type=date.fromisoformat)
+    user.add_argument("--certificate", help="MMT training certificate number (physicians)")
+    user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    sub.add_parser("audit-verify", help="verify the audit trail's hash chain")
+    devices = sub.add_parser("devices", help="device commands")
+    devices_sub = devices.add_subparsers(dest="devices_command", required=True)
+    check = devices_sub.add_parser("check", help="identify each configured device")
+    check.add_argument("--registry", type=Path)
+    return parser
+
+
+COMMANDS = {
+    None: cmd_run,
+    "serve": cmd_serve,
+    "migrate": cmd_migrate,
+    "seed-demo": cmd_seed_demo,
+    "create-user": cmd_create_user,
+    "audit-verify": cmd_audit_verify,
+    "devices": cmd_devices,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 78  # EX_CONFIG
+    return COMMANDS[args.command](settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
