@@ -24,17 +24,18 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
     """Migrate the database behind ``engine`` to ``revision``."""
     with engine.begin() as connection:
         command.upgrade(alembic_config(connection=connection), revision)
 
 
 def head_revision() -> str:
-    """Return the newest migration revision in the code."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    """Return the newest migration revision(s) in the code, joined with '+' when branches are open."""
+    return "+".join(sorted(ScriptDirectory.from_config(alembic_config()).get_heads()))
 
 
 def current_revision(connection: Connection) -> str | None:
-    """Return the revision the database is at, or None when it was never migrated."""
-    return MigrationContext.configure(connection).get_current_revision()
+    """Return the revision(s) the database is at ('+'-joined), or None when never migrated."""
+    heads = MigrationContext.configure(connection).get_current_heads()
+    return "+".join(sorted(heads)) if heads else None
