@@ -40,6 +40,14 @@ MESSAGES = {
 }
 
 
+def register_messages(messages: dict) -> None:
+    """Add translatable messages for more reason codes (each feature module registers its own)."""
+    for code, message in messages.items():
+        if code in MESSAGES and str(MESSAGES[code]) != str(message):
+            raise ValueError(f"reason code {code} already has another message")
+        MESSAGES[code] = message
+
+
 def message_for(code: str, fallback: str = "DOMAIN_ERROR") -> str:
     return str(MESSAGES.get(code) or MESSAGES[fallback])
 
