@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from dispensing import audit
@@ -227,14 +227,19 @@ def seed(
 
     movements: list[StockMovement] = []
 
-    def move(kind, day, at, lot, quantity, *, container=None, src=None, dst=None, dose=None, reason=None,
+    def move(kind, day, at, lot, quantity, *, container=None, src=None, dst=None, dose_id=None, reason=None,
              witness=None, product=methadone, by=pharmacist):
-        movements.append(StockMovement(
+        movements.append(dict(
             clinic_id=clinic.id, business_date=day, occurred_at=at, kind=kind, product_id=product.id,
             lot_id=lot.id, container_id=container.id if container else None,
             from_location_id=src.id if src else None, to_location_id=dst.id if dst else None,
-            quantity=quantity, dose=dose, reason=reason, recorded_by_id=by.id,
-            witness_id=witness.id if witness else None))
+            quantity=quantity, dose_id=dose_id, reason=reason, recorded_by_id=by.id,
+            witness_id=witness.id if witness else None, created_at=now))
+
+    def flush_movements():
+        if movements:
+            session.execute(insert(StockMovement), movements)
+            movements.clear()
 
     # Receipt of bottles into the safe the day before the history starts.
     receipt_day = start - timedelta(days=1)
@@ -381,6 +386,9 @@ def seed(
         missed_runs[patient.id] = {today - timedelta(days=k) for k in range(1, run + 1)}
 
     # Dose history up to yesterday; each morning the pharmacist calibrates and fills the pumps.
+    next_id = {
+        model: (session.scalar(select(func.max(model.id))) or 0) + 1 for model in (Assessment, Dose)
+    }
     doses = 0
     for day_offset in range(days):
         day = start + timedelta(days=day_offset)
@@ -392,42 +400,60 @@ def seed(
                 move(MovementKind.TRANSFER, day, _local(day, time(6, 10), tz), lot_by_id[bottle.lot_id],
                      Decimal("1000"), container=bottle, src=safe, dst=pump.location, reason="Cấp ra bơm")
                 pump.balance += Decimal(1000)
+        assessments, dose_rows, dose_pumps = [], [], []
         for patient, plan, pump in patient_rows:
             if day not in plan.days or day in missed_runs.get(patient.id, ()) or rng.random() < 0.02:
                 continue
             for order, part_no, mg in plan.days[day]:
-                lot = lot_by_id[pump.container.lot_id]
                 ml = (mg * ML_PER_MG).quantize(Decimal("0.01"))
                 hour = 13 if part_no == 2 else 6
                 at = _local(day, time(hour, 30), tz) + timedelta(seconds=rng.randint(0, 4 * 3600))
-                assessment = Assessment(clinic_id=clinic.id, patient_id=patient.id, business_date=day,
-                                        assessed_at=at, assessed_by_id=pump.nurse.id,
-                                        cows=rng.randint(5, 16) if order.phase == Phase.INDUCTION else None)
-                dose = Dose(
+                assessments.append(dict(
+                    clinic_id=clinic.id, patient_id=patient.id, business_date=day, assessed_at=at,
+                    assessed_by_id=pump.nurse.id, created_at=now,
+                    cows=rng.randint(5, 16) if order.phase == Phase.INDUCTION else None))
+                dose_rows.append(dict(
                     clinic_id=clinic.id, patient_id=patient.id, order_id=order.id, part_no=part_no,
                     business_date=day, kind=DoseKind.OBSERVED, state=DoseState.COMPLETED,
                     idempotency_key=f"demo-{patient.id}-{day.isoformat()}-{part_no}", product_id=methadone.id,
-                    lot_id=lot.id, container_id=pump.container.id, counter_id=pump.counter.id,
-                    device_id=pump.device.id, assessment=assessment, planned_mg=mg, planned_ml=ml,
-                    delivered_ml=ml, nurse_id=pump.nurse.id, requested_at=at, finished_at=at + timedelta(seconds=35),
-                    events=[DoseEvent(state=DoseState.REQUESTED, occurred_at=at, user_id=pump.nurse.id),
-                            DoseEvent(state=DoseState.COMPLETED, occurred_at=at + timedelta(seconds=35),
-                                      user_id=pump.nurse.id, detail={"measured_ml": str(ml)})],
-                )
-                session.add_all([assessment, dose])
-                move(MovementKind.DOSE, day, at + timedelta(seconds=35), lot, ml, container=pump.container,
-                     src=pump.location, dose=dose, by=pump.nurse)
+                    lot_id=pump.container.lot_id, container_id=pump.container.id, counter_id=pump.counter.id,
+                    device_id=pump.device.id, planned_mg=mg, planned_ml=ml, delivered_ml=ml,
+                    nurse_id=pump.nurse.id, requested_at=at, finished_at=at + timedelta(seconds=35),
+                    created_at=now))
+                dose_pumps.append(pump)
                 pump.balance -= ml
-                doses += 1
-        session.flush()
-        session.add_all(movements)
-        session.flush()
-        movements.clear()
+        if dose_rows:
+            # Explicit ids keep these inserts batched (RETURNING would go row by row on SQLite);
+            # PostgreSQL sequences are moved past them at the end.
+            for row, assessment in zip(dose_rows, assessments, strict=True):
+                assessment["id"] = row["assessment_id"] = next_id[Assessment]
+                row["id"] = next_id[Dose]
+                next_id[Assessment] += 1
+                next_id[Dose] += 1
+            session.execute(insert(Assessment), assessments)
+            session.execute(insert(Dose), dose_rows)
+            dose_ids = [row["id"] for row in dose_rows]
+            events = []
+            for row, dose_id, pump in zip(dose_rows, dose_ids, dose_pumps, strict=True):
+                finished = row["finished_at"]
+                events.append(dict(dose_id=dose_id, state=DoseState.REQUESTED, occurred_at=row["requested_at"],
+                                   user_id=row["nurse_id"], detail=None, created_at=now))
+                events.append(dict(dose_id=dose_id, state=DoseState.COMPLETED, occurred_at=finished,
+                                   user_id=row["nurse_id"], detail={"measured_ml": str(row["delivered_ml"])},
+                                   created_at=now))
+                move(MovementKind.DOSE, day, finished, lot_by_id[row["lot_id"]], row["delivered_ml"],
+                     container=pump.container, src=pump.location, dose_id=dose_id, by=pump.nurse)
+            session.execute(insert(DoseEvent), events)
+            doses += len(dose_rows)
+        flush_movements()
     # Calibrate the pumps for today as well, so the counters can work this morning.
     for pump in pumps:
         _calibrate(session, pump, today, tz, pharmacist, move, lots, rng)
-    session.add_all(movements)
+    flush_movements()
     session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        for table in ("assessment", "dose"):
+            session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
 
     audit.record(session, "demo.seeded", actor_id=None, clinic_id=clinic.id, entity=clinic,
                  data={"patients": patients, "days": days, "doses": doses})
