@@ -186,12 +186,18 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from dispensing.rules import RuleTableError
+
     try:
         settings = load_settings()
-    except SettingsError as exc:
+        if args.command in (None, "serve"):
+            from dispensing.rulebook import RuleBook
+
+            RuleBook(settings.rules_dir).validate()
+        return COMMANDS[args.command](settings, args)
+    except (SettingsError, RuleTableError) as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 78  # EX_CONFIG
-    return COMMANDS[args.command](settings, args)
 
 
 if __name__ == "__main__":

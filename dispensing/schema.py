@@ -25,9 +25,26 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
 
 
 def upgrade(engine: Engine, revision: str = "heads") -> None:
-    """Migrate the database behind ``engine`` to ``revision``."""
-    with engine.begin() as connection:
-        command.upgrade(alembic_config(connection=connection), revision)
+    """Migrate the database behind ``engine`` to ``revision``.
+
+    On SQLite, foreign keys are switched off while batch migrations rebuild tables (SQLite's own
+    procedure for table rebuilds) and checked afterwards; RuntimeError names any broken reference.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection=connection), revision)
+        return
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        raw.execute("PRAGMA foreign_keys=OFF")  # must run outside a transaction
+        try:
+            with connection.begin():
+                command.upgrade(alembic_config(connection=connection), revision)
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left broken foreign keys: {broken[:5]}")
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
 
 
 def head_revision() -> str:

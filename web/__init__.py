@@ -30,8 +30,12 @@ def create_app(
     database: Database | None = None,
 ) -> Flask:
     """Return a configured app. Raises SettingsError on invalid settings (e.g. production without
-    a SECRET_KEY) so the process refuses to start with a clear message."""
+    a SECRET_KEY) and RuleTableError on a malformed rule table, so the process refuses to start
+    with a message naming the problem."""
     app = Flask(__name__, instance_relative_config=True)
+    from web.json import ExactJSONProvider
+
+    app.json = ExactJSONProvider(app)
     settings = settings or load_settings()
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     database_url = settings.database_url or sqlite_url_for(Path(app.instance_path))
@@ -58,6 +62,12 @@ def create_app(
     app.extensions["mmt.database"] = database or Database.from_url(
         app.config["DATABASE_URL"], busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
+
+    from dispensing.rulebook import RuleBook
+
+    rulebook = RuleBook(settings.rules_dir)
+    rulebook.validate()  # a malformed rule table stops start-up with RuleTableError (file, key)
+    app.extensions["mmt.rulebook"] = rulebook
 
     babel.init_app(app, locale_selector=_select_locale)
     csrf.init_app(app)

@@ -73,7 +73,12 @@ def install_error_handlers(app: Flask) -> None:
     def _domain(exc: DomainError):
         code = str(exc.params.get("code") or exc.code)
         fallback = exc.code if exc.code in MESSAGES else "DOMAIN_ERROR"
-        return error_response(exc.status, code, message_for(code, fallback))
+        extra = {}
+        if "decisions" in exc.params:
+            from dispensing.orders import decision_json
+
+            extra["decisions"] = [decision_json(d) for d in exc.params["decisions"]]
+        return error_response(exc.status, code, message_for(code, fallback), **extra)
 
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError):

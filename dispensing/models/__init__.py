@@ -14,6 +14,9 @@ from dispensing.models.clinic import (
 )
 from dispensing.models.clinical import (
     Assessment,
+    ClinicalTask,
+    PatientFlag,
+    TaskStatus,
     ConcomitantMedication,
     EcgResult,
     Order,
@@ -46,6 +49,7 @@ __all__ = [
     "Calibration",
     "CalibrationMethod",
     "Clinic",
+    "ClinicalTask",
     "ClinicKind",
     "ConcomitantMedication",
     "Container",
@@ -69,6 +73,7 @@ __all__ = [
     "OrderPart",
     "OrderStatus",
     "Patient",
+    "PatientFlag",
     "PatientPhoto",
     "PatientStatus",
     "Phase",
@@ -79,6 +84,7 @@ __all__ = [
     "Role",
     "Sex",
     "StockMovement",
+    "TaskStatus",
     "User",
     "UserRole",
     "VomitEvent",

@@ -31,6 +31,7 @@ class Clinic(CreatedAt, Base):
     rules_missed_dose: Mapped[str] = mapped_column(String(64), default="australia-2003")
     rules_take_home: Mapped[str] = mapped_column(String(64), default="disabled")
     rules_interactions: Mapped[str] = mapped_column(String(64), default="default")
+    rules_titration_cap: Mapped[str] = mapped_column(String(64), default="vn-3140")
     take_home_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     # Reconciliation tolerance: a variance within both limits is recorded as hao hụt / dư thừa.
     reconcile_tolerance_pct: Mapped[Decimal] = mapped_column("reconcile_tolerance_pct_e6", Factor, default=Decimal("0.5"))

@@ -74,9 +74,12 @@ class Order(CreatedAt, Base):
     signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cosigned_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     cosigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    rule_table_version: Mapped[str | None] = mapped_column(String(128))
+    rule_table_version: Mapped[str | None] = mapped_column(Text)
     # Decisions shown at signing, kept as evidence of what the physician saw.
     decisions: Mapped[list | None] = mapped_column(JSON)
+    # Counter BLOCKs this signed order lifts: [{"code": ..., "subject": ...}] (e.g. a missed-dose
+    # review for one absence, or a positive pre-dose check for one assessment).
+    lifts: Mapped[list | None] = mapped_column(JSON)
 
     parts: Mapped[list[OrderPart]] = relationship(
         back_populates="order", order_by="OrderPart.part_no", cascade="all, delete-orphan", lazy="selectin"
@@ -176,3 +179,46 @@ class ConcomitantMedication(CreatedAt, Base):
     stopped_on: Mapped[date | None] = mapped_column(Date)
     recorded_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class TaskStatus(enum.StrEnum):
+    OPEN = "open"
+    DONE = "done"
+
+
+class ClinicalTask(CreatedAt, Base):
+    """A physician task raised by a rule (interaction started/stopped, missed-dose review,
+    dosing-error alert, ECG due…). ``code`` is the rule's reason code; texts come from the rules."""
+
+    __tablename__ = "clinical_task"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    due_on: Mapped[date] = mapped_column(Date)
+    subject: Mapped[str | None] = mapped_column(String(64))
+    message_vi: Mapped[str] = mapped_column(Text)
+    message_en: Mapped[str] = mapped_column(Text)
+    rule_table_version: Mapped[str] = mapped_column(String(255))
+    status: Mapped[TaskStatus] = mapped_column(enum_type(TaskStatus, "task_status"), default=TaskStatus.OPEN)
+    done_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    done_note: Mapped[str | None] = mapped_column(Text)
+
+
+class PatientFlag(CreatedAt, Base):
+    """A time-limited flag shown with the patient (e.g. the 2-week watch after an inducer starts)."""
+
+    __tablename__ = "patient_flag"
+    __table_args__ = (CheckConstraint("ends_on IS NULL OR ends_on >= starts_on", name="dates_ordered"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    subject: Mapped[str | None] = mapped_column(String(64))
+    message_vi: Mapped[str] = mapped_column(Text)
+    message_en: Mapped[str] = mapped_column(Text)
+    rule_table_version: Mapped[str] = mapped_column(String(255))

@@ -22,6 +22,10 @@ def init_api(app: Flask) -> None:
     for key, value in API_CONFIG.items():
         app.config.setdefault(key, value)
     api.init_app(app)
+    from web.api import orders as orders_api
+    from web.api import patients as patients_api
     from web.api import session as session_api
 
     api.register_blueprint(session_api.blp, url_prefix="/api/v1/session")
+    api.register_blueprint(patients_api.blp, url_prefix="/api/v1/patients")
+    api.register_blueprint(orders_api.blp, url_prefix="/api/v1")

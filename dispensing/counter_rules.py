@@ -1,0 +1,80 @@
+"""What the counter will decide for a patient on a date: the rule engine fed from the record."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispensing import rules
+from dispensing.history import (
+    dosing_order_in_force,
+    lifts_from,
+    patient_history,
+    rules_order,
+    signed_orders,
+)
+from dispensing.models import Assessment, Lot, Patient
+
+
+def rules_lot(lot: Lot | None) -> rules.Lot | None:
+    if lot is None:
+        return None
+    return rules.Lot(
+        code=lot.lot_number,
+        concentration_mg_per_ml=lot.concentration_mg_per_ml,
+        concentration_verified=lot.concentration_verified_at is not None,
+    )
+
+
+def rules_assessment(assessment: Assessment | None) -> rules.PreDoseAssessment | None:
+    if assessment is None:
+        return None
+    return rules.PreDoseAssessment(
+        id=str(assessment.id), assessed_at=assessment.assessed_at, drowsy=assessment.drowsy,
+        slurred_speech=assessment.slurred_speech, pinpoint_pupils=assessment.pinpoint_pupils,
+        alcohol_smell=assessment.alcohol_smell, unsteady_gait=assessment.unsteady_gait, cows=assessment.cows,
+    )
+
+
+def latest_assessment(session: Session, patient_id: int, day: date) -> Assessment | None:
+    return session.scalar(
+        select(Assessment)
+        .where(Assessment.patient_id == patient_id, Assessment.business_date == day)
+        .order_by(Assessment.assessed_at.desc(), Assessment.id.desc())
+        .limit(1)
+    )
+
+
+def counter_evaluation(
+    session: Session,
+    rule_set: rules.RuleSet,
+    patient: Patient,
+    day: date,
+    now: datetime,
+    *,
+    lot: Lot | None = None,
+    assessment: Assessment | None = None,
+    use_latest_assessment: bool = True,
+    device_resolution_ml: Decimal | None = None,
+    take_home: rules.TakeHomeRequest | None = None,
+) -> tuple[rules.CounterEvaluation, object]:
+    """Return (evaluation, order in force) for ``patient`` on ``day`` at ``now``."""
+    orders = signed_orders(session, patient.id)
+    order = dosing_order_in_force(orders, day)
+    if assessment is None and use_latest_assessment:
+        assessment = latest_assessment(session, patient.id, day)
+    context = rules.CounterContext(
+        today=day,
+        now=now,
+        history=patient_history(session, patient, day, orders=orders),
+        order=rules_order(order) if order is not None else None,
+        lot=rules_lot(lot),
+        assessment=rules_assessment(assessment),
+        lifts=lifts_from(orders),
+        take_home=take_home,
+        device_resolution_ml=device_resolution_ml,
+    )
+    return rules.evaluate_counter(rule_set, context), order
