@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from dispensing.settings import PROJECT_ROOT, SettingsError, load_settings
@@ -23,29 +24,33 @@ from dispensing.settings import PROJECT_ROOT, SettingsError, load_settings
 INSTANCE_PATH = PROJECT_ROOT / "instance"
 
 
+@contextmanager
 def _database(settings):
+    """Yield the configured Database and dispose of its connections however the command ends."""
     from dispensing.db import Database, sqlite_url_for
 
     url = settings.database_url or sqlite_url_for(INSTANCE_PATH)
-    return Database.from_url(url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    database = Database.from_url(url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    try:
+        yield database
+    finally:
+        database.dispose()
 
 
 def cmd_migrate(settings, _args) -> int:
     from dispensing import schema
 
-    database = _database(settings)
-    schema.upgrade(database.engine)
-    with database.engine.connect() as connection:
-        print(f"database at migration {schema.current_revision(connection)}")
-    database.dispose()
+    with _database(settings) as database:
+        schema.upgrade(database.engine)
+        with database.engine.connect() as connection:
+            print(f"database at migration {schema.current_revision(connection)}")
     return 0
 
 
 def cmd_seed_demo(settings, args) -> int:
     from dispensing import demo
 
-    database = _database(settings)
-    with database.unit_of_work() as session:
+    with _database(settings) as database, database.unit_of_work() as session:
         if demo.has_data(session):
             if args.if_empty:
                 print("database already has data; demo not loaded")
@@ -55,7 +60,6 @@ def cmd_seed_demo(settings, args) -> int:
         summary = demo.seed(session, settings=settings, days=args.days, patients=args.patients)
         session.commit()
     print(summary)
-    database.dispose()
     return 0
 
 
@@ -67,8 +71,7 @@ def cmd_create_user(settings, args) -> int:
     from dispensing.models import Clinic, Role
 
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
-    database = _database(settings)
-    with database.unit_of_work() as session:
+    with _database(settings) as database, database.unit_of_work() as session:
         clinic = session.scalar(select(Clinic).where(Clinic.code == args.clinic)) if args.clinic else None
         if clinic is None:
             clinic = session.scalar(select(Clinic).order_by(Clinic.id).limit(1))
@@ -92,17 +95,14 @@ def cmd_create_user(settings, args) -> int:
             return 1
         session.commit()
         print(f"user {user.username} created with roles {', '.join(sorted(r.value for r in user.roles))}")
-    database.dispose()
     return 0
 
 
 def cmd_audit_verify(settings, _args) -> int:
     from dispensing import audit
 
-    database = _database(settings)
-    with database.unit_of_work() as session:
+    with _database(settings) as database, database.unit_of_work() as session:
         report = audit.verify_chain(session)
-    database.dispose()
     if report.ok:
         print(f"audit trail intact: {report.checked} events verified")
         return 0
