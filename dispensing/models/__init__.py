@@ -15,8 +15,6 @@ from dispensing.models.clinic import (
 from dispensing.models.clinical import (
     Assessment,
     ClinicalTask,
-    PatientFlag,
-    TaskStatus,
     ConcomitantMedication,
     EcgResult,
     Order,
@@ -24,7 +22,9 @@ from dispensing.models.clinical import (
     OrderKind,
     OrderPart,
     OrderStatus,
+    PatientFlag,
     Phase,
+    TaskStatus,
 )
 from dispensing.models.doses import REGULAR_KINDS, Dose, DoseEvent, DoseKind, DoseState, VomitEvent
 from dispensing.models.people import Patient, PatientPhoto, PatientStatus, Role, Sex, User, UserRole
