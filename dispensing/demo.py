@@ -453,8 +453,8 @@ def seed(
     session.flush()
     if session.get_bind().dialect.name == "postgresql":
         for table in ("assessment", "dose"):
-            session.execute(text(  # noqa: S608 - table names are the constants above
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+            sql = f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # noqa: S608 - constant table names
+            session.execute(text(sql))
 
     audit.record(session, "demo.seeded", actor_id=None, clinic_id=clinic.id, entity=clinic,
                  data={"patients": patients, "days": days, "doses": doses})
