@@ -74,6 +74,11 @@ class Database:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.sessionmaker = sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+        # Track whether a transaction has flushed writes, so begin_write() knows a read-only
+        # transaction may be ended safely.
+        event.listen(self.sessionmaker, "after_flush", _mark_written)
+        event.listen(self.sessionmaker, "after_commit", _clear_written)
+        event.listen(self.sessionmaker, "after_rollback", _clear_written)
 
     @classmethod
     def from_url(cls, url: str, **kwargs) -> Database:
@@ -102,20 +107,36 @@ def begin_write(session: Session) -> None:
 
     On SQLite this issues ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout
     instead of deadlocking on a lock upgrade; on PostgreSQL it only starts the transaction (use
-    cases take row locks with ``FOR UPDATE``). Raises RuntimeError when the transaction already
-    began as a reader, because SQLite cannot upgrade it safely.
+    cases take row locks with ``FOR UPDATE``). A read-only transaction already open (a view
+    loaded the signed-in user, say) is ended first. Raises RuntimeError when the session has
+    written something not yet committed: a use case must not inherit half of another's work.
     """
     if isinstance(session.bind, Connection):
         # Tests bind sessions to an outer connection whose transaction is already open.
         session.connection()
         return
+    if session.new or session.dirty or session.deleted or session.info.get(_WRITTEN):
+        raise RuntimeError("begin_write(): the session holds uncommitted changes of another use case")
     with warnings.catch_warnings(record=True) as caught:
         # SQLAlchemy warns (and ignores the options) when the transaction already has a connection.
         warnings.simplefilter("always", SAWarning)
         connection = session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
     already_begun = any(issubclass(w.category, SAWarning) for w in caught)
     if already_begun and connection.dialect.name == "sqlite":
-        raise RuntimeError("begin_write() must be the first database access of a transaction")
+        # The open transaction only read: end it and begin again as a writer.
+        session.commit()
+        session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+
+
+_WRITTEN = "mmt_flushed"
+
+
+def _mark_written(session: Session, _flush_context) -> None:
+    session.info[_WRITTEN] = True
+
+
+def _clear_written(session: Session, *_args) -> None:
+    session.info.pop(_WRITTEN, None)
 
 
 def ping(session: Session) -> bool:

@@ -86,10 +86,21 @@ def test_write_transactions_serialise(fresh):
         assert session.execute(text("SELECT name FROM clinic WHERE code = 'C'")).scalar_one() == "20"
 
 
-def test_begin_write_after_a_read_is_refused_on_sqlite(fresh):
-    if fresh.engine.dialect.name != "sqlite":
-        pytest.skip("SQLite only: PostgreSQL takes row locks instead")
+def test_begin_write_after_a_read_restarts_as_a_writer(fresh):
+    """A view reads (the signed-in user) before the service begins writing: the read-only
+    transaction is ended and the write transaction begins IMMEDIATE."""
     with fresh.unit_of_work() as session:
         session.execute(text("SELECT 1"))
-        with pytest.raises(RuntimeError, match="first database access"):
+        begin_write(session)
+        session.add(Clinic(code="W", name="W"))
+        session.commit()
+    with fresh.unit_of_work() as session:
+        assert session.query(Clinic).filter_by(code="W").count() == 1
+
+
+def test_begin_write_refuses_to_adopt_uncommitted_writes(fresh):
+    with fresh.unit_of_work() as session:
+        session.add(Clinic(code="X", name="X"))
+        session.flush()
+        with pytest.raises(RuntimeError, match="uncommitted changes"):
             begin_write(session)
