@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench clean translations
+.PHONY: run test lint bench clean translations browser-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) run.py
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian's chromium + fonts for tests/browser, when missing and installable (root with apt-get).
+browser-deps:
+	@sh .ci/install-browser
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -30,9 +34,11 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) instance/*.sqlite3* .pytest_cache
 
-# Extract strings, merge them into the catalogues, compile. Translate new entries in
+# Extract strings, merge them into the catalogues, fill in the Vietnamese waiting in
+# web/translations/pending/*.json, compile. Translate what is still empty in
 # web/translations/vi/LC_MESSAGES/messages.po, then run it again to compile.
 translations: $(STAMP)
 	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -o web/translations/messages.pot --no-location --sort-output --project mmt-dispensing .
 	$(VENV)/bin/pybabel update -i web/translations/messages.pot -d web/translations --no-fuzzy-matching --ignore-obsolete
+	$(PY) -m web.i18n
 	$(VENV)/bin/pybabel compile -d web/translations

@@ -7,6 +7,8 @@
     python run.py create-user     add a user (password from a prompt or --password-stdin)
     python run.py audit-verify    check the audit trail's hash chain, report the first broken link
     python run.py devices check   identify every configured device and print its state
+    python run.py agent           a counter's device service on the counter PC (--server, --counter,
+                                  --token-file); python run.py agent-token issues the token
 
 The database is DATABASE_URL, or an SQLite file in the instance folder when it is not set.
 """
@@ -117,14 +119,27 @@ def cmd_devices(settings, args) -> int:
     return check_devices(args.registry or settings.devices_registry)
 
 
-def cmd_serve(settings, args) -> int:
+def cmd_serve(settings, args, database=None) -> int:
     from waitress import serve
 
     from web import create_app
 
-    app = create_app(settings=settings)
+    app = create_app(settings=settings, database=database)
     print(f"serving on http://{args.host}:{args.port}")
     serve(app, host=args.host, port=args.port, threads=args.threads)
+    return 0
+
+
+def cmd_scheduler(settings, _args) -> int:
+    from dispensing.jobs.scheduler import build_scheduler
+
+    with _database(settings) as database:
+        scheduler = build_scheduler(database, background=False, rules_dir=settings.rules_dir)
+        print("scheduler running: jobs run once per clinic and business date (Ctrl-C stops)")
+        try:
+            scheduler.start()
+        except (KeyboardInterrupt, SystemExit):
+            pass
     return 0
 
 
@@ -136,7 +151,59 @@ def cmd_run(settings, args) -> int:
         code = step(settings, args)
         if code:
             return code
-    return cmd_serve(settings, args)
+    from dispensing.jobs.scheduler import start_background_scheduler
+    from dispensing.rulebook import RuleBook
+    from web.counter_service import start_in_process_services
+
+    with _database(settings) as database:
+        # Single-PC mode: the scheduler and one device service per counter (its pump; counters with
+        # an agent token are left to their agent) run in threads of this process, started exactly
+        # once here (waitress has no reloader that would start them twice). Each device service
+        # first turns whatever its counter left in flight into UNKNOWN doses for a human.
+        start_background_scheduler(database, rules_dir=settings.rules_dir)
+        services = start_in_process_services(database, RuleBook(settings.rules_dir))
+        print(f"device services: {', '.join(s.name for s in services) or 'no counter with a pump'}")
+        return cmd_serve(settings, args, database=database)
+
+
+def cmd_agent(settings, args) -> int:
+    from devices.agent import read_token, run_agent
+
+    try:
+        token = read_token(args.token_file)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read the token: {exc}", file=sys.stderr)
+        return 2
+    return run_agent(args.server, args.counter, token, poll_s=args.poll)
+
+
+def cmd_agent_token(settings, args) -> int:
+    import os
+
+    from sqlalchemy import select
+
+    from dispensing.counter import issue_agent_token
+    from dispensing.models import Clinic, Counter
+
+    with _database(settings) as database, database.unit_of_work() as session:
+        clinic = session.scalar(select(Clinic).where(Clinic.code == args.clinic)) if args.clinic else None
+        query = select(Counter).where(Counter.code == args.counter)
+        if clinic is not None:
+            query = query.where(Counter.clinic_id == clinic.id)
+        counters = session.scalars(query).all()
+        if len(counters) != 1:
+            print(f"counter {args.counter!r}: {'not found' if not counters else 'ambiguous, give --clinic'}",
+                  file=sys.stderr)
+            return 1
+        token = issue_agent_token(session, None, counters[0].id)
+    if args.out:
+        descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(token + "\n")
+        print(f"token for counter {args.counter} written to {args.out}; copy it to the counter PC")
+    else:
+        print(token)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--certificate", help="MMT training certificate number (physicians)")
     user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     sub.add_parser("audit-verify", help="verify the audit trail's hash chain")
+    sub.add_parser("scheduler", help="run the scheduled jobs (one process per installation)")
+    agent = sub.add_parser("agent", help="run a counter's device service on the counter PC (talks to the server)")
+    agent.add_argument("--server", required=True, help="the server's base URL, e.g. https://mmt.example.vn")
+    agent.add_argument("--counter", required=True, help="counter code, e.g. Q1")
+    agent.add_argument("--token-file", type=Path, required=True, help="file holding the counter's agent token")
+    agent.add_argument("--poll", type=float, default=0.5, help="seconds between asking for work")
+    token = sub.add_parser("agent-token", help="issue a counter's agent token (the previous one stops working)")
+    token.add_argument("--counter", required=True, help="counter code")
+    token.add_argument("--clinic", help="clinic code (when counter codes repeat across clinics)")
+    token.add_argument("--out", type=Path, help="write the token to this file (mode 600) instead of printing it")
     devices = sub.add_parser("devices", help="device commands")
     devices_sub = devices.add_subparsers(dest="devices_command", required=True)
     check = devices_sub.add_parser("check", help="identify each configured device")
@@ -180,6 +257,9 @@ COMMANDS = {
     "seed-demo": cmd_seed_demo,
     "create-user": cmd_create_user,
     "audit-verify": cmd_audit_verify,
+    "scheduler": cmd_scheduler,
+    "agent": cmd_agent,
+    "agent-token": cmd_agent_token,
     "devices": cmd_devices,
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -16,7 +17,7 @@ from dispensing.history import (
     rules_order,
     signed_orders,
 )
-from dispensing.models import Assessment, Lot, Patient
+from dispensing.models import Assessment, Lot, Order, Patient
 
 
 def rules_lot(lot: Lot | None) -> rules.Lot | None:
@@ -48,6 +49,35 @@ def latest_assessment(session: Session, patient_id: int, day: date) -> Assessmen
     )
 
 
+def evaluate_loaded(
+    rule_set: rules.RuleSet,
+    history: rules.PatientHistory,
+    orders: Sequence[Order],
+    day: date,
+    now: datetime,
+    *,
+    lot: Lot | None = None,
+    assessment: Assessment | None = None,
+    device_resolution_ml: Decimal | None = None,
+    take_home: rules.TakeHomeRequest | None = None,
+) -> tuple[rules.CounterEvaluation, Order | None]:
+    """Return (evaluation, order in force) from records already loaded: ``orders`` are the
+    patient's signed orders (oldest signature first), ``history`` built from them."""
+    order = dosing_order_in_force(orders, day)
+    context = rules.CounterContext(
+        today=day,
+        now=now,
+        history=history,
+        order=rules_order(order) if order is not None else None,
+        lot=rules_lot(lot),
+        assessment=rules_assessment(assessment),
+        lifts=lifts_from(orders),
+        take_home=take_home,
+        device_resolution_ml=device_resolution_ml,
+    )
+    return rules.evaluate_counter(rule_set, context), order
+
+
 def counter_evaluation(
     session: Session,
     rule_set: rules.RuleSet,
@@ -60,21 +90,12 @@ def counter_evaluation(
     use_latest_assessment: bool = True,
     device_resolution_ml: Decimal | None = None,
     take_home: rules.TakeHomeRequest | None = None,
-) -> tuple[rules.CounterEvaluation, object]:
+) -> tuple[rules.CounterEvaluation, Order | None]:
     """Return (evaluation, order in force) for ``patient`` on ``day`` at ``now``."""
     orders = signed_orders(session, patient.id)
-    order = dosing_order_in_force(orders, day)
     if assessment is None and use_latest_assessment:
         assessment = latest_assessment(session, patient.id, day)
-    context = rules.CounterContext(
-        today=day,
-        now=now,
-        history=patient_history(session, patient, day, orders=orders),
-        order=rules_order(order) if order is not None else None,
-        lot=rules_lot(lot),
-        assessment=rules_assessment(assessment),
-        lifts=lifts_from(orders),
-        take_home=take_home,
-        device_resolution_ml=device_resolution_ml,
+    return evaluate_loaded(
+        rule_set, patient_history(session, patient, day, orders=orders), orders, day, now, lot=lot,
+        assessment=assessment, device_resolution_ml=device_resolution_ml, take_home=take_home,
     )
-    return rules.evaluate_counter(rule_set, context), order

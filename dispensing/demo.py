@@ -28,6 +28,7 @@ from dispensing.models import (
     Clinic,
     ConcomitantMedication,
     Container,
+    ContainerAttachment,
     Counter,
     Device,
     DeviceKind,
@@ -86,6 +87,7 @@ class _Pump:
     nurse: User
     balance: Decimal = Decimal(0)
     container: Container | None = None
+    attached_at: datetime | None = None
 
 
 @dataclass
@@ -170,14 +172,14 @@ def seed(
                         unit="ml", controlled=True, active_ingredient="methadone hydrochloride", strength="10 mg/ml")
     unit_products = [
         Product(code="BUP8", name="Buprenorphine 8 mg viên ngậm dưới lưỡi", kind=ProductKind.UNIT_DOSE, unit="tablet",
-                controlled=True, active_ingredient="buprenorphine", strength="8 mg", gtin="08936014580017"),
+                controlled=True, active_ingredient="buprenorphine", strength="8 mg", gtin="08936014580011"),
         Product(code="TLD", name="TLD (Tenofovir/Lamivudine/Dolutegravir) viên", kind=ProductKind.UNIT_DOSE,
                 unit="tablet", active_ingredient="tenofovir/lamivudine/dolutegravir", strength="300/300/50 mg",
-                gtin="08904159100017"),
+                gtin="08904159100012"),
         Product(code="INH300", name="Isoniazid 300 mg viên", kind=ProductKind.UNIT_DOSE, unit="tablet",
-                active_ingredient="isoniazid", strength="300 mg", gtin="08936036020010"),
+                active_ingredient="isoniazid", strength="300 mg", gtin="08936036020014"),
         Product(code="CEDEMEX", name="Cedemex viên nang", kind=ProductKind.UNIT_DOSE, unit="capsule",
-                active_ingredient="herbal (Cedemex)", strength="1 capsule", gtin="08935206010016"),
+                active_ingredient="herbal (Cedemex)", strength="1 capsule", gtin="08935206010015"),
     ]
     session.add_all([methadone, *unit_products])
     session.flush()
@@ -210,7 +212,8 @@ def seed(
         session.flush()
         pump = Device(clinic_id=clinic.id, counter_id=counter.id, code=f"PUMP-{n}", kind=DeviceKind.PUMP,
                       driver="ne1000", port_url="sim://ne1000", serial_number=f"NE1K-{7000 + n}",
-                      settings={"address": 0, "safe_mode_timeout_s": 10, "ceiling_ml": "25.00"})
+                      settings={"address": 0, "safe_mode_timeout_s": 10, "rate_ml_min": "120",
+                                "ceiling_ml": "25.00"})
         balance = Device(clinic_id=clinic.id, counter_id=counter.id, code=f"BAL-{n}", kind=DeviceKind.BALANCE,
                          driver="mt-sics", port_url="sim://mt-sics", serial_number=f"MT-{8800 + n}")
         scanner = Device(clinic_id=clinic.id, counter_id=counter.id, code=f"SCAN-{n}", kind=DeviceKind.SCANNER,
@@ -397,7 +400,8 @@ def seed(
             if pump.balance < Decimal(600):
                 bottle = next(next_bottle)
                 pump.container = bottle
-                move(MovementKind.TRANSFER, day, _local(day, time(6, 10), tz), lot_by_id[bottle.lot_id],
+                pump.attached_at = _local(day, time(6, 10), tz)
+                move(MovementKind.TRANSFER, day, pump.attached_at, lot_by_id[bottle.lot_id],
                      Decimal("1000"), container=bottle, src=safe, dst=pump.location, reason="Cấp ra bơm")
                 pump.balance += Decimal(1000)
         assessments, dose_rows, dose_pumps = [], [], []
@@ -446,9 +450,18 @@ def seed(
             session.execute(insert(DoseEvent), events)
             doses += len(dose_rows)
         flush_movements()
-    # Calibrate the pumps for today as well, so the counters can work this morning.
+    # Calibrate the pumps for today as well, so the counters can work this morning, and open the
+    # bottle each pump is using (a pump dispenses from its one open bottle).
     for pump in pumps:
         _calibrate(session, pump, today, tz, pharmacist, move, lots, rng)
+        if pump.container is None:
+            bottle = next(next_bottle)
+            pump.container, pump.attached_at = bottle, _local(today, time(6, 10), tz)
+            move(MovementKind.TRANSFER, today, pump.attached_at, lot_by_id[bottle.lot_id], Decimal("1000"),
+                 container=bottle, src=safe, dst=pump.location, reason="Cấp ra bơm")
+        session.add(ContainerAttachment(clinic_id=clinic.id, container_id=pump.container.id,
+                                        location_id=pump.location.id, attached_at=pump.attached_at,
+                                        attached_by_id=pharmacist.id))
     flush_movements()
     session.flush()
     if session.get_bind().dialect.name == "postgresql":

@@ -6,11 +6,12 @@ bounded window (plus the single last dose before it, which the missed-day count 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import exists, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from dispensing import rules
@@ -18,6 +19,7 @@ from dispensing.models import (
     Dose,
     DoseKind,
     DoseState,
+    DoseVoid,
     EcgResult,
     Lot,
     Order,
@@ -89,40 +91,96 @@ def rules_order(order: Order) -> rules.Order:
     )
 
 
-def _taken_mg(dose: Dose, concentration: Decimal | None) -> Decimal:
-    if dose.state is DoseState.COMPLETED or dose.delivered_ml is None or not concentration:
-        return dose.planned_mg
-    return (dose.delivered_ml * concentration).quantize(Decimal("0.1"))
+def _taken_mg(state: DoseState, planned_mg: Decimal, delivered_ml: Decimal | None,
+              concentration: Decimal | None) -> Decimal:
+    if state is DoseState.COMPLETED or delivered_ml is None or not concentration:
+        return planned_mg
+    return (delivered_ml * concentration).quantize(Decimal("0.1"))
+
+
+def _taken(patient_ids: Sequence[int]):
+    """Conditions for the doses a patient took: delivered (completed or partial), the methadone
+    order's (unit-dose medicines have their own orders), and not declared void."""
+    return (
+        Dose.patient_id.in_(list(patient_ids)),
+        Dose.state.in_(TAKEN_STATES),
+        Dose.order_id.is_not(None),
+        ~exists().where(DoseVoid.dose_id == Dose.id),
+    )
+
+
+# Only the columns the rules need: a patient's window holds months of doses, each with a transcript.
+_RECORD_COLUMNS = (Dose.patient_id, Dose.business_date, Dose.kind, Dose.state, Dose.planned_mg, Dose.delivered_ml,
+                   Lot.concentration_mg_per_ml)
+
+
+def _records(rows) -> dict[int, list[rules.DoseRecord]]:
+    found: dict[int, list[rules.DoseRecord]] = defaultdict(list)
+    for patient_id, on, kind, state, planned_mg, delivered_ml, concentration, was_vomited in rows:
+        if kind is DoseKind.COMPLETION and not delivered_ml:
+            continue
+        found[patient_id].append(rules.DoseRecord(
+            on=on,
+            kind=rules.DoseKind(kind.value),
+            mg=_taken_mg(state, planned_mg, delivered_ml, concentration),
+            vomited=bool(was_vomited),
+        ))
+    return found
+
+
+def dose_records_by_patient(
+    session: Session, patient_ids: Iterable[int], today: date
+) -> dict[int, tuple[rules.DoseRecord, ...]]:
+    """Return, for each patient, the doses taken in the window before ``today`` (and today), or
+    for a patient with none there the doses of the last day dosed before the window; each with
+    whether it was vomited. Two queries at most, whatever the number of patients."""
+    ids = sorted(set(patient_ids))
+    if not ids:
+        return {}
+    since = today - timedelta(days=DOSE_WINDOW_DAYS)
+    vomited = exists().where(VomitEvent.dose_id == Dose.id)
+    columns = (*_RECORD_COLUMNS, vomited)
+    found = _records(session.execute(
+        select(*columns)
+        .outerjoin(Lot, Lot.id == Dose.lot_id)
+        .where(*_taken(ids), Dose.business_date >= since, Dose.business_date <= today)
+    ))
+    missing = [patient_id for patient_id in ids if patient_id not in found]
+    if missing:
+        last = (
+            select(Dose.patient_id, func.max(Dose.business_date).label("day"))
+            .where(*_taken(missing), Dose.business_date < since)
+            .group_by(Dose.patient_id)
+            .subquery()
+        )
+        found.update(_records(session.execute(
+            select(*columns)
+            .join(last, and_(last.c.patient_id == Dose.patient_id, last.c.day == Dose.business_date))
+            .outerjoin(Lot, Lot.id == Dose.lot_id)
+            .where(*_taken(missing))
+        )))
+    return {patient_id: tuple(found.get(patient_id, ())) for patient_id in ids}
 
 
 def dose_records(session: Session, patient_id: int, today: date) -> tuple[rules.DoseRecord, ...]:
     """Return the doses taken in the window before ``today`` (and today), plus the last one before
     the window, each with whether it was vomited."""
-    since = today - timedelta(days=DOSE_WINDOW_DAYS)
-    vomited = exists().where(VomitEvent.dose_id == Dose.id)
-    taken = (Dose.patient_id == patient_id, Dose.state.in_(TAKEN_STATES))
-    rows = session.execute(
-        select(Dose, Lot.concentration_mg_per_ml, vomited)
-        .outerjoin(Lot, Lot.id == Dose.lot_id)
-        .where(*taken, Dose.business_date >= since, Dose.business_date <= today)
-    ).all()
-    if not rows:
-        rows = session.execute(
-            select(Dose, Lot.concentration_mg_per_ml, vomited)
-            .outerjoin(Lot, Lot.id == Dose.lot_id)
-            .where(*taken, Dose.business_date < since)
-            .order_by(Dose.business_date.desc())
-            .limit(1)
-        ).all()
-    return tuple(
-        rules.DoseRecord(
-            on=dose.business_date,
-            kind=rules.DoseKind(dose.kind.value),
-            mg=_taken_mg(dose, concentration),
-            vomited=bool(was_vomited),
-        )
-        for dose, concentration, was_vomited in rows
-        if dose.kind is not DoseKind.COMPLETION or dose.delivered_ml
+    return dose_records_by_patient(session, [patient_id], today)[patient_id]
+
+
+def build_history(
+    patient: Patient,
+    orders: Sequence[Order],
+    doses: Sequence[rules.DoseRecord],
+    ecgs: Sequence[EcgResult],
+) -> rules.PatientHistory:
+    """Return the rules' view of a patient from records already loaded."""
+    return rules.PatientHistory(
+        treatment_started_on=patient.treatment_start_date,
+        orders=tuple(rules_order(o) for o in orders if o.kind is OrderKind.DOSING),
+        doses=tuple(doses),
+        ecgs=tuple(rules.EcgResult(taken_on=e.taken_on, qtc_ms=e.qtc_ms, id=str(e.id)) for e in ecgs),
+        take_home_commitment_signed=patient.take_home_commitment_on is not None,
     )
 
 
@@ -132,13 +190,7 @@ def patient_history(
     """Return what the rules need about ``patient`` as of ``today``."""
     orders = signed_orders(session, patient.id) if orders is None else orders
     ecgs = session.scalars(select(EcgResult).where(EcgResult.patient_id == patient.id)).all()
-    return rules.PatientHistory(
-        treatment_started_on=patient.treatment_start_date,
-        orders=tuple(rules_order(o) for o in orders if o.kind is OrderKind.DOSING),
-        doses=dose_records(session, patient.id, today),
-        ecgs=tuple(rules.EcgResult(taken_on=e.taken_on, qtc_ms=e.qtc_ms, id=str(e.id)) for e in ecgs),
-        take_home_commitment_signed=patient.take_home_commitment_on is not None,
-    )
+    return build_history(patient, orders, dose_records(session, patient.id, today), ecgs)
 
 
 def lifts_from(orders: Sequence[Order]) -> tuple[rules.Lift, ...]:

@@ -195,6 +195,27 @@ def evaluate(session: Session, rule_set: rules.RuleSet, order: Order, today: dat
     return rules.evaluate_order(rule_set, proposal, history, today)
 
 
+def evaluate_draft(session: Session, actor: User, rule_set: rules.RuleSet, patient_id: int, draft: OrderDraft,
+                   today: date) -> list[rules.Decision]:
+    """Return the decisions ``draft`` would get if it were saved and signed by ``actor`` today,
+    without writing anything (the order form shows them live as values change). Physicians only.
+
+    Raises PermissionDenied, NotFound, ValidationFailed (ORDER_DOSE_INVALID, ORDER_PARTS_INVALID,
+    ORDER_WINDOW_INVALID).
+    """
+    require_role(actor, Role.PHYSICIAN)
+    parts = _parts(draft)
+    patient = get_patient(session, actor, patient_id)
+    # A transient order: never added to the session, so nothing is flushed or persisted.
+    proposal = Order(
+        clinic_id=patient.clinic_id, patient_id=patient.id, kind=OrderKind.DOSING, status=OrderStatus.DRAFT,
+        phase=draft.phase, daily_total_mg=sum(parts, Decimal(0)), valid_from=draft.valid_from,
+        valid_until=draft.valid_until, created_by_id=actor.id,
+        parts=[OrderPart(part_no=n, dose_mg=mg) for n, mg in enumerate(parts, start=1)],
+    )
+    return evaluate(session, rule_set, proposal, today, signer=actor)
+
+
 def _check_acknowledgements(decisions: list[rules.Decision], acknowledgements: dict[str, str | None]) -> None:
     missing = [
         d for d in decisions

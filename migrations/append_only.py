@@ -10,6 +10,9 @@ from alembic import op
 
 # Tables whose rows are never updated or deleted.
 APPEND_ONLY = ("audit_event", "stock_movement", "dose_event")
+# Append-only tables added by later revisions; each of those revisions installs its own (the
+# initial revision installs the tuple above, so these must stay out of it).
+APPEND_ONLY_LATER = ("dose_void", "take_home_return")
 # Tables whose rows are never deleted, and frozen once the condition holds.
 FROZEN_WHEN = {
     "dose": "OLD.state IN ('completed', 'partial', 'failed')",
@@ -31,7 +34,7 @@ def install(table: str) -> None:
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
         op.execute(_PG_FUNCTION)
-        if table in APPEND_ONLY:
+        if table in APPEND_ONLY or table in APPEND_ONLY_LATER:
             op.execute(
                 f"CREATE TRIGGER trg_{table}_append_only BEFORE UPDATE OR DELETE ON {table} "
                 "FOR EACH ROW EXECUTE FUNCTION mmt_refuse_change()"
@@ -51,7 +54,7 @@ def install(table: str) -> None:
         )
     elif dialect == "sqlite":
         refuse = "SELECT RAISE(ABORT, 'append-only record: {op} on " + table + " refused');"
-        if table in APPEND_ONLY:
+        if table in APPEND_ONLY or table in APPEND_ONLY_LATER:
             op.execute(
                 f"CREATE TRIGGER trg_{table}_no_update BEFORE UPDATE ON {table} "
                 f"BEGIN {refuse.format(op='UPDATE')} END"

@@ -78,8 +78,10 @@ class TestDatabases:
         if not PG_URL or not self.schemas:
             return
         admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-        with admin.begin() as connection:
-            for name in self.schemas:
+        for name in self.schemas:
+            # One transaction per schema: dropping them all at once needs a lock per table and
+            # runs out of lock slots (max_locks_per_transaction) once a run makes many databases.
+            with admin.begin() as connection:
                 connection.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
         admin.dispose()
 

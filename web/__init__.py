@@ -74,14 +74,18 @@ def create_app(
     login_manager.init_app(app)
     login_manager.login_message = None
 
-    from web import admin, auth, health, home
+    from web import admin, auth, health, home, patients, physician
     from web.api import init_api
     from web.errors import install_error_handlers
+    from web.formatting import install_filters
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(home.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(patients.bp)
+    app.register_blueprint(physician.bp)
+    install_filters(app)
     init_api(app)
     install_error_handlers(app)
     install_request_logging(app)
@@ -92,6 +96,10 @@ def create_app(
     def _template_globals():
         from flask_babel import get_locale
 
-        return {"current_locale": str(get_locale()), "languages": settings.languages, "path": request.path}
+        from web.auth import signed_in_user
+        from web.navigation import items_for
+
+        return {"current_locale": str(get_locale()), "languages": settings.languages, "path": request.path,
+                "nav_items": lambda: items_for(signed_in_user())}
 
     return app

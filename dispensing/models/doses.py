@@ -46,6 +46,8 @@ class DoseState(enum.StrEnum):
 
 # Kinds that take an order part's daily slot: at most one per patient, part and business date.
 REGULAR_KINDS = (DoseKind.OBSERVED, DoseKind.TAKE_HOME)
+# The doses that hold a slot (the partial unique index's condition): regular kinds, unless failed.
+REGULAR_SLOT_WHERE = "kind IN ('observed', 'take_home') AND state <> 'failed'"
 
 
 class Dose(CreatedAt, Base):
@@ -61,23 +63,37 @@ class Dose(CreatedAt, Base):
         CheckConstraint(
             "delivered_units_milli IS NULL OR delivered_units_milli >= 0", name="delivered_units_nonnegative"
         ),
+        CheckConstraint(
+            "order_id IS NOT NULL OR medication_order_id IS NOT NULL", name="has_an_order"
+        ),
+        CheckConstraint(
+            "device_reading_ul IS NULL OR device_reading_ul >= 0", name="device_reading_nonnegative"
+        ),
+        # One regular dose per patient, product, order part (or administration) and business date;
+        # the product is part of the slot so a methadone part and a tablet never collide. A FAILED
+        # dose (nothing given) leaves the slot, so the nurse can try again.
         Index(
             "uq_dose_regular_slot",
             "patient_id",
+            "product_id",
             "part_no",
             "business_date",
             unique=True,
-            sqlite_where=text("kind IN ('observed', 'take_home')"),
-            postgresql_where=text("kind IN ('observed', 'take_home')"),
+            sqlite_where=text(REGULAR_SLOT_WHERE),
+            postgresql_where=text(REGULAR_SLOT_WHERE),
         ),
         Index("ix_dose_patient_day", "patient_id", "business_date"),
         Index("ix_dose_clinic_day", "clinic_id", "business_date"),
+        # The device service asks for its counter's doses in flight.
+        Index("ix_dose_counter_state", "counter_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"))
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
-    order_id: Mapped[int] = mapped_column(ForeignKey("dose_order.id"), index=True)
+    # The methadone order (dose_order) or, for a unit-dose medicine, its medication order.
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("dose_order.id"), index=True)
+    medication_order_id: Mapped[int | None] = mapped_column(ForeignKey("medication_order.id"), index=True)
     part_no: Mapped[int | None] = mapped_column(Integer)
     business_date: Mapped[date] = mapped_column(Date)
     kind: Mapped[DoseKind] = mapped_column(enum_type(DoseKind, "dose_kind"))
@@ -93,6 +109,9 @@ class Dose(CreatedAt, Base):
     planned_mg: Mapped[Decimal] = mapped_column("planned_ug", Milligrams)
     planned_ml: Mapped[Decimal | None] = mapped_column("planned_ul", Millilitres)
     delivered_ml: Mapped[Decimal | None] = mapped_column("delivered_ul", Millilitres)
+    # What the pump measured (calibrated ml). Equals delivered_ml for a finished dispense; for an
+    # UNKNOWN dose it is the last counter value seen (a lower bound) the resolution starts from.
+    device_reading_ml: Mapped[Decimal | None] = mapped_column("device_reading_ul", Millilitres)
     planned_units: Mapped[Decimal | None] = mapped_column("planned_units_milli", Quantity)
     delivered_units: Mapped[Decimal | None] = mapped_column("delivered_units_milli", Quantity)
     nurse_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     Date,
@@ -16,11 +17,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dispensing.models.base import Base, CreatedAt, enum_type
-from dispensing.models.types import GramsPerMl, MgPerMl, Quantity, UTCDateTime
+from dispensing.models.types import Factor, GramsPerMl, MgPerMl, Quantity, UTCDateTime
 
 if TYPE_CHECKING:
     from dispensing.models.doses import Dose
@@ -153,8 +155,24 @@ class MeasureMethod(enum.StrEnum):
     COUNT = "count"  # unit-dose count
 
 
+class DiscrepancyReason(enum.StrEnum):
+    """Why a variance lies outside tolerance: the discrepancy entry a close then needs."""
+
+    UNRECORDED_SPILL = "unrecorded_spill"
+    MEASUREMENT_ERROR = "measurement_error"
+    DEVICE_ERROR = "device_error"
+    RECORDING_ERROR = "recording_error"
+    SUSPECTED_DIVERSION = "suspected_diversion"
+    UNKNOWN = "unknown"
+
+
 class Reconciliation(CreatedAt, Base):
-    """End-of-day reconciliation (chốt sổ) of one product at one location."""
+    """End-of-day reconciliation (chốt sổ) of one product at one location.
+
+    expected_close = opening + received + transferred_in − transferred_out − issued − waste
+    − other_out + adjusted (CLINICAL_RULES §12); every figure is a sum of ledger lines of the day,
+    corrections counted in the column of the line they correct.
+    """
 
     __tablename__ = "reconciliation"
     __table_args__ = (UniqueConstraint("location_id", "product_id", "business_date"),)
@@ -179,3 +197,208 @@ class Reconciliation(CreatedAt, Base):
     closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     witness_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Added by the stock issue (migration 0003): the other terms of the §12 formula, the variance
+    # and how the close was measured.
+    transferred_in: Mapped[Decimal] = mapped_column("transferred_in_milli", Quantity, default=Decimal(0))
+    transferred_out: Mapped[Decimal] = mapped_column("transferred_out_milli", Quantity, default=Decimal(0))
+    # Witnessed spill, priming and calibration liquid.
+    waste: Mapped[Decimal] = mapped_column("waste_milli", Quantity, default=Decimal(0))
+    # Returns to the supplier and destruction.
+    other_out: Mapped[Decimal] = mapped_column("other_out_milli", Quantity, default=Decimal(0))
+    # Net amendments of earlier closes booked on this day (surplus positive, loss negative).
+    adjusted: Mapped[Decimal] = mapped_column("adjusted_milli", Quantity, default=Decimal(0))
+    variance: Mapped[Decimal | None] = mapped_column("variance_milli", Quantity)
+    variance_pct: Mapped[Decimal | None] = mapped_column("variance_pct_e6", Factor)
+    within_tolerance: Mapped[bool | None] = mapped_column(Boolean)
+    # The raw reading behind measured_close: weight, tare, density, quotient and rounding.
+    measure_detail: Mapped[dict | None] = mapped_column(JSON)
+    discrepancy_reason: Mapped[DiscrepancyReason | None] = mapped_column(
+        enum_type(DiscrepancyReason, "discrepancy_reason")
+    )
+
+
+class Receipt(CreatedAt, Base):
+    """A delivery of stock (phiếu nhập / biên bản giao nhận), signed by the receiver."""
+
+    __tablename__ = "stock_receipt"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
+    business_date: Mapped[date] = mapped_column(Date, index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    supplier: Mapped[str] = mapped_column(String(200))
+    delivery_note_no: Mapped[str] = mapped_column(String(64))
+    deliverer_name: Mapped[str] = mapped_column(String(200))
+    location_id: Mapped[int] = mapped_column(ForeignKey("location.id"))
+    received_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    lines: Mapped[list[ReceiptLine]] = relationship(back_populates="receipt", order_by="ReceiptLine.id")
+    anomalies: Mapped[list[ReceiptAnomaly]] = relationship(
+        back_populates="receipt", order_by="ReceiptAnomaly.id"
+    )
+
+
+class ReceiptLine(Base):
+    """One received lot or bottle, tied to the ledger line that booked it."""
+
+    __tablename__ = "stock_receipt_line"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    receipt_id: Mapped[int] = mapped_column(ForeignKey("stock_receipt.id"), index=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lot.id"))
+    container_id: Mapped[int | None] = mapped_column(ForeignKey("container.id"), unique=True)
+    movement_id: Mapped[int] = mapped_column(ForeignKey("stock_movement.id"), unique=True)
+    quarantined: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    receipt: Mapped[Receipt] = relationship(back_populates="lines")
+    lot: Mapped[Lot] = relationship()
+    container: Mapped[Container | None] = relationship()
+    movement: Mapped[StockMovement] = relationship()
+
+
+class AnomalyKind(enum.StrEnum):
+    BROKEN_SEAL = "broken_seal"  # niêm phong bị hỏng
+    CRACKED_BOTTLE = "cracked_bottle"  # chai bị nứt, vỡ
+    SHORT_VOLUME = "short_volume"  # thiếu thể tích
+    WRONG_LABEL = "wrong_label"  # nhãn sai
+    EXCESS = "excess"  # thừa so với phiếu giao
+    SHORTAGE = "shortage"  # thiếu so với phiếu giao
+
+
+class ReceiptAnomaly(CreatedAt, Base):
+    """Anomaly record at receipt (biên bản bất thường), signed by the deliverer (by name, on
+    paper), the receiver and the head of unit (both re-authenticated). A bottle named here is
+    booked into quarantine and cannot be issued."""
+
+    __tablename__ = "receipt_anomaly"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
+    receipt_id: Mapped[int] = mapped_column(ForeignKey("stock_receipt.id"), index=True)
+    kind: Mapped[AnomalyKind] = mapped_column(enum_type(AnomalyKind, "anomaly_kind"))
+    lot_id: Mapped[int | None] = mapped_column(ForeignKey("lot.id"))
+    container_id: Mapped[int | None] = mapped_column(ForeignKey("container.id"))
+    description: Mapped[str] = mapped_column(Text)
+    expected_quantity: Mapped[Decimal | None] = mapped_column("expected_milli", Quantity)
+    found_quantity: Mapped[Decimal | None] = mapped_column("found_milli", Quantity)
+    deliverer_name: Mapped[str] = mapped_column(String(200))
+    receiver_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    receiver_signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    unit_head_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    unit_head_signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    receipt: Mapped[Receipt] = relationship(back_populates="anomalies")
+
+    @property
+    def fully_signed(self) -> bool:
+        return self.unit_head_id is not None
+
+
+class DestructionRecord(CreatedAt, Base):
+    """Destruction record (biên bản hủy thuốc): signed by the pharmacist and a witness."""
+
+    __tablename__ = "destruction_record"
+    __table_args__ = (UniqueConstraint("clinic_id", "record_no"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
+    record_no: Mapped[str] = mapped_column(String(64))
+    business_date: Mapped[date] = mapped_column(Date)
+    destroyed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    method: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    pharmacist_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    witness_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+
+    lines: Mapped[list[DestructionLine]] = relationship(order_by="DestructionLine.id")
+
+
+class DestructionLine(Base):
+    __tablename__ = "destruction_line"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("destruction_record.id"), index=True)
+    movement_id: Mapped[int] = mapped_column(ForeignKey("stock_movement.id"), unique=True)
+
+    movement: Mapped[StockMovement] = relationship()
+
+
+class ContainerAttachment(CreatedAt, Base):
+    """A bottle open on a pump, from attach to detach. Partial unique indexes keep one open
+    bottle per pump and a bottle on one pump at a time."""
+
+    __tablename__ = "container_attachment"
+    __table_args__ = (
+        Index(
+            "uq_container_attachment_open_location",
+            "location_id",
+            unique=True,
+            sqlite_where=text("detached_at IS NULL"),
+            postgresql_where=text("detached_at IS NULL"),
+        ),
+        Index(
+            "uq_container_attachment_open_container",
+            "container_id",
+            unique=True,
+            sqlite_where=text("detached_at IS NULL"),
+            postgresql_where=text("detached_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
+    container_id: Mapped[int] = mapped_column(ForeignKey("container.id"), index=True)
+    location_id: Mapped[int] = mapped_column(ForeignKey("location.id"), index=True)
+    attached_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attached_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    attach_movement_id: Mapped[int | None] = mapped_column(ForeignKey("stock_movement.id"))
+    detached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    detached_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    detach_movement_id: Mapped[int | None] = mapped_column(ForeignKey("stock_movement.id"))
+    # What was left in the bottle at detach, as measured (0: empty).
+    remaining: Mapped[Decimal | None] = mapped_column("remaining_milli", Quantity)
+
+    container: Mapped[Container] = relationship()
+
+
+class StockSnapshot(Base):
+    """Balance of one lot/bottle at one location at the end of a closed day. Written by the
+    close, never changed: later lines are dated later, so a balance is the snapshot of the last
+    closed day plus the lines after it."""
+
+    __tablename__ = "stock_snapshot"
+    __table_args__ = (
+        Index("ix_stock_snapshot_location_day", "location_id", "product_id", "business_date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"))
+    location_id: Mapped[int] = mapped_column(ForeignKey("location.id"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id"))
+    business_date: Mapped[date] = mapped_column(Date)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lot.id"), index=True)
+    container_id: Mapped[int | None] = mapped_column(ForeignKey("container.id"), index=True)
+    # May be negative: a dose is booked as delivered even when the ledger thought the bottle empty.
+    balance: Mapped[Decimal] = mapped_column("balance_milli", Quantity)
+
+
+class StockForecast(CreatedAt, Base):
+    """The morning forecast for one pump or counter shelf: volume needed today, on hand, and the
+    bottles to move from the safe (FEFO)."""
+
+    __tablename__ = "stock_forecast"
+    __table_args__ = (UniqueConstraint("location_id", "product_id", "business_date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
+    location_id: Mapped[int] = mapped_column(ForeignKey("location.id"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("product.id"))
+    counter_id: Mapped[int | None] = mapped_column(ForeignKey("counter.id"))
+    business_date: Mapped[date] = mapped_column(Date)
+    needed: Mapped[Decimal] = mapped_column("needed_milli", Quantity)
+    on_hand: Mapped[Decimal] = mapped_column("on_hand_milli", Quantity)
+    shortfall: Mapped[Decimal] = mapped_column("shortfall_milli", Quantity)
+    # Label codes of the bottles to move, first-expiry first.
+    bottles: Mapped[list] = mapped_column(JSON, default=list)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)

@@ -22,10 +22,18 @@ def init_api(app: Flask) -> None:
     for key, value in API_CONFIG.items():
         app.config.setdefault(key, value)
     api.init_app(app)
+    from web.api import agent as agent_api
+    from web.api import counter as counter_api
     from web.api import orders as orders_api
     from web.api import patients as patients_api
+    from web.api import reports as reports_api
     from web.api import session as session_api
+    from web.api import stock as stock_api
 
     api.register_blueprint(session_api.blp, url_prefix="/api/v1/session")
     api.register_blueprint(patients_api.blp, url_prefix="/api/v1/patients")
     api.register_blueprint(orders_api.blp, url_prefix="/api/v1")
+    api.register_blueprint(stock_api.blp, url_prefix="/api/v1/stock")
+    api.register_blueprint(reports_api.blp, url_prefix="/api/v1/reports")
+    api.register_blueprint(counter_api.blp, url_prefix="/api/v1/counter")
+    api.register_blueprint(agent_api.blp, url_prefix="/api/v1/agent")

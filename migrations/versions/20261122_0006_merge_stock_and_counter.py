@@ -1,0 +1,21 @@
+"""merge the stock (0003) and counter (0005) branches
+
+Revision ID: 0006
+Revises: 0003, 0005
+Create Date: 2026-11-22 13:00:00
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0006"
+down_revision: tuple[str, ...] = ("0003", "0005")
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
