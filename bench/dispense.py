@@ -380,6 +380,7 @@ def bench(url: str, *, counters: int, doses: int, history_days: int) -> dict:
     start_at = time.time() + 3.0
     jobs = [(url, ids["counters"][i], ids["nurses"][i], ids["patients"][i * per_counter:(i + 1) * per_counter],
              rules_dir, start_at) for i in range(counters)]
+    load_before = os.getloadavg()
     before = cpu_calibration_ms()
     context = multiprocessing.get_context("spawn")
     with context.Pool(counters) as pool:
@@ -397,7 +398,7 @@ def bench(url: str, *, counters: int, doses: int, history_days: int) -> dict:
         "statements_per_dose": round(sum(r.statements for r in results) / given, 1) if given else None,
         "steps": steps, "errors": [e for r in results for e in r.errors][:20],
         "history_doses": ids["history_doses"], "cpu_calibration_ms": {"before": before, "after": after},
-        "load_average": os.getloadavg(),
+        "load_average_before": load_before, "load_average": os.getloadavg(),
     }
 
 
@@ -422,7 +423,8 @@ def markdown(report: dict) -> str:
     for name, result in report["databases"].items():
         calibration = result["cpu_calibration_ms"]
         lines.append(f"{name}: CPU check (3 M-iteration Python loop, ≈ 150 ms on an idle core) {calibration['before']} ms "
-                     f"before and {calibration['after']} ms after the run; load average after "
+                     f"before and {calibration['after']} ms after the run; load average (1, 5, 15 min) before "
+                     f"{', '.join(f'{x:.1f}' for x in result.get('load_average_before', ()))} and after "
                      f"{', '.join(f'{x:.1f}' for x in result['load_average'])}.")
         if result["errors"]:
             lines.append(f"{name} errors: " + "; ".join(result["errors"]))

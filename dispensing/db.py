@@ -9,13 +9,14 @@ counters and the pharmacist work at the same time.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import SAWarning
+from sqlalchemy.exc import DisconnectionError, SAWarning
 from sqlalchemy.orm import Session, sessionmaker
 
 # Execution option naming how a SQLite transaction begins; write use cases ask for IMMEDIATE so
@@ -41,7 +42,38 @@ def make_engine(url: str, *, busy_timeout_ms: int = 5000, echo: bool = False) ->
         )
         _apply_sqlite_recipe(engine, busy_timeout_ms)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_engine(url, echo=echo, pool_size=10, max_overflow=10)
+    _ping_idle_connections(engine)
+    return engine
+
+
+# A pooled connection idle longer than this is pinged before use (a server restart or a firewall
+# may have dropped it). SQLAlchemy's pool_pre_ping pings on every checkout: one more round trip for
+# every request and every device-service call, which on a busy server is a wait for the scheduler
+# each time. A connection dropped within this window fails that one request instead.
+PING_AFTER_IDLE_S = 10.0
+_CHECKED_IN_AT = "mmt_checked_in_at"
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):
+        checked_in = record.info.get(_CHECKED_IN_AT)
+        if checked_in is None or time.monotonic() - checked_in < PING_AFTER_IDLE_S:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+            dbapi_connection.rollback()
+        except Exception as exc:  # the pool discards this connection and checks out another
+            raise DisconnectionError() from exc
 
 
 def _apply_sqlite_recipe(engine: Engine, busy_timeout_ms: int) -> None:

@@ -34,7 +34,16 @@ from dispensing.permissions import require_role, require_same_clinic
 
 CALIBRATORS = (Role.ADMIN, Role.PHARMACIST, Role.NURSE)
 _CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-_.]{0,31}$")
-KNOWN_DRIVERS = ("ne1000", "reglo", "mt-sics", "serial-scanner", "keyboard-wedge", "file-printer")
+# The drivers of each kind of device, named exactly as the device registry names them
+# (``devices.registry.DRIVERS``: what ``run.py agent`` and the in-process device service open).
+# dispensing never imports devices; a test keeps the two lists in step.
+DRIVERS_BY_KIND: dict[DeviceKind, tuple[str, ...]] = {
+    DeviceKind.PUMP: ("ne1000", "reglo-icc"),
+    DeviceKind.BALANCE: ("mt-sics",),
+    DeviceKind.SCANNER: ("serial-scanner", "keyboard-wedge"),
+    DeviceKind.PRINTER: ("file-printer",),
+}
+KNOWN_DRIVERS = tuple(driver for drivers in DRIVERS_BY_KIND.values() for driver in drivers)
 
 
 class CalibrationState(enum.StrEnum):
@@ -171,7 +180,8 @@ def add_device(session: Session, actor: User, *, counter_id: int | None, code: s
     """Register a device (pump, balance, scanner, printer), at a counter or not; committed.
 
     Raises PermissionDenied, NotFound (COUNTER_NOT_FOUND), ValidationFailed (DEVICE_CODE_INVALID,
-    DEVICE_FIELDS_REQUIRED), Conflict (DEVICE_CODE_TAKEN).
+    DEVICE_FIELDS_REQUIRED, DEVICE_DRIVER_UNKNOWN: not a driver of that kind the device service
+    can open), Conflict (DEVICE_CODE_TAKEN).
     """
     require_role(actor, Role.ADMIN)
     code = _code(code, "DEVICE_CODE_INVALID")
@@ -179,6 +189,9 @@ def add_device(session: Session, actor: User, *, counter_id: int | None, code: s
     if not driver or not port_url or len(driver) > 64 or len(port_url) > 255:
         raise ValidationFailed("driver and port", code="DEVICE_FIELDS_REQUIRED")
     kind = DeviceKind(kind)
+    if driver not in DRIVERS_BY_KIND[kind]:
+        raise ValidationFailed("unknown driver", code="DEVICE_DRIVER_UNKNOWN", driver=driver,
+                               known=list(DRIVERS_BY_KIND[kind]))
     begin_write(session)
     if counter_id is not None:
         counter = session.get(Counter, counter_id)

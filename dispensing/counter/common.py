@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from dispensing import audit, rules
@@ -117,6 +117,26 @@ def counter_pump(session: Session, counter: Counter) -> Device:
     return pump
 
 
+def counter_and_pump(session: Session, clinic_id: int, counter_id: int) -> tuple[Counter, Device]:
+    """``get_counter`` and ``counter_pump`` in one query, with the same refusals in the same order."""
+    row = session.execute(
+        select(Counter, Device)
+        .outerjoin(Device, and_(Device.counter_id == Counter.id, Device.kind == DeviceKind.PUMP,
+                                Device.active.is_(True)))
+        .where(Counter.id == counter_id)
+        .order_by(Device.id)
+        .limit(1)
+    ).first()
+    counter, pump = (row[0], row[1]) if row is not None else (None, None)
+    if counter is None or counter.clinic_id != clinic_id:
+        raise NotFound("counter", code="COUNTER_NOT_FOUND")
+    if not counter.active:
+        raise Conflict("counter not in use", code="COUNTER_INACTIVE")
+    if pump is None:
+        raise ValidationFailed("no pump at this counter", code="COUNTER_HAS_NO_PUMP")
+    return counter, pump
+
+
 def device_setting(device: Device, name: str, default: Decimal) -> Decimal:
     value = (device.settings or {}).get(name)
     return default if value is None else Decimal(str(value))
@@ -178,9 +198,10 @@ def record_state(
     detail: dict | None = None,
     action: str | None = None,
 ) -> None:
-    """Move ``dose`` to ``state``: the row, its DoseEvent and an audit event ``dose.<state>``."""
+    """Move ``dose`` to ``state``: the row, its DoseEvent and an audit event ``dose.<state>``.
+    The row's UPDATE and the event's INSERT go with the transaction's next flush (at the latest
+    its commit); the audit append is one statement of its own."""
     dose.state = state
-    session.flush()
     add_event(session, dose, state, at, actor_id, detail)
     audit.record(
         session, action or f"dose.{state.value}", actor_id=actor_id, clinic_id=dose.clinic_id,

@@ -289,9 +289,13 @@ def _write_result(session: Session, dose: Dose, result: DeviceOutcome, rule_sets
     dose.finished_at = now
     dose.failure_reason = result.reason
     dose.transcript = list(result.transcript)
+    dose.state = state
+    if state in TAKEN:
+        # The ledger line first: on PostgreSQL the audit append below takes the chain's global
+        # lock, held to the commit, so the transaction's other work is done before it.
+        stock.book_dose(session, dose)
     record_state(session, dose, state, at=now, actor_id=None, detail=_result_detail(result))
     if state in TAKEN:
-        stock.book_dose(session, dose)
         after_delivery(session, dose, rule_sets, now)
 
 
@@ -355,17 +359,29 @@ def _calibration_passed_before(session: Session, device_id: int, at: datetime) -
 
 def after_delivery(session: Session, dose: Dose, rule_sets: RuleSets, now: datetime) -> None:
     """Open the follow-ups a delivered dose calls for: a dosing-error incident when more than the
-    order was recorded, and the observation after the first dose of an induction."""
-    patient = session.get(Patient, dose.patient_id)
-    clinic = session.get(Clinic, dose.clinic_id)
-    rule_set = rule_sets(clinic)
-    lot = session.get(Lot, dose.lot_id) if dose.lot_id else None
+    order was recorded, and the observation after the first dose of an induction. The patient,
+    the clinic's rules and the lot are read only when one of them may be due (a dose delivered as
+    planned is neither an excess nor, unless its request said so, a first induction dose)."""
     ordered = dose.planned_mg
-    recorded = delivered_mg(dose, lot.concentration_mg_per_ml if lot is not None else None)
+    if dose.state is DoseState.COMPLETED and dose.delivered_ml == dose.planned_ml:
+        recorded = dose.planned_mg  # delivered_mg() without the lot: the plan was given
+    else:
+        lot = session.get(Lot, dose.lot_id) if dose.lot_id else None
+        recorded = delivered_mg(dose, lot.concentration_mg_per_ml if lot is not None else None)
     if dose.kind is DoseKind.COMPLETION and dose.linked_dose_id is not None:
         original = session.get(Dose, dose.linked_dose_id)
         ordered = original.planned_mg
         recorded = original.planned_mg - remainder_mg(session, original)
+    observe = None
+    if dose.kind is DoseKind.OBSERVED:
+        requested = session.scalar(select(DoseEvent).where(
+            DoseEvent.dose_id == dose.id, DoseEvent.state == DoseState.REQUESTED).limit(1))
+        observe = (requested.detail or {}).get("observation") if requested is not None else None
+    # rules.check_recorded_dose opens nothing unless more than the order was recorded.
+    if recorded <= ordered and not observe:
+        return
+    patient = session.get(Patient, dose.patient_id)
+    rule_set = rule_sets(session.get(Clinic, dose.clinic_id))
     incident = rules.check_recorded_dose(rule_set, ordered_mg=ordered, recorded_mg=recorded, given_at=now,
                                          given_on=dose.business_date,
                                          treatment_started_on=patient.treatment_start_date)
@@ -379,14 +395,10 @@ def after_delivery(session: Session, dose: Dose, rule_sets: RuleSets, now: datet
         audit.record(session, "dose.dosing_error", actor_id=None, clinic_id=dose.clinic_id, entity_type="Dose",
                      entity_id=dose.id, at=now,
                      data={"ordered_mg": ordered, "recorded_mg": recorded, "excess_mg": incident.excess_mg})
-    if dose.kind is DoseKind.OBSERVED:
-        requested = session.scalar(select(DoseEvent).where(
-            DoseEvent.dose_id == dose.id, DoseEvent.state == DoseState.REQUESTED).limit(1))
-        observe = (requested.detail or {}).get("observation") if requested is not None else None
-        if observe:
-            watch = rules.first_dose_observation(rule_set, now)
-            raise_task(session, patient, code=watch.code.value, due_on=dose.business_date, subject=subject,
-                       message_vi=watch.message_vi, message_en=watch.message_en, table_version=watch.table_version)
+    if observe:
+        watch = rules.first_dose_observation(rule_set, now)
+        raise_task(session, patient, code=watch.code.value, due_on=dose.business_date, subject=subject,
+                   message_vi=watch.message_vi, message_en=watch.message_en, table_version=watch.table_version)
 
 
 # ---------------------------------------------------------------------------------------------

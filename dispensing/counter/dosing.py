@@ -33,8 +33,7 @@ from dispensing.counter.common import (
     add_event,
     ceiling_ml,
     clinic_day,
-    counter_pump,
-    get_counter,
+    counter_and_pump,
     lock_patient,
     record_state,
     require_acknowledged,
@@ -43,7 +42,7 @@ from dispensing.counter.common import (
     resolution_ml,
     task_for_decision,
 )
-from dispensing.counter.pumps import open_bottle
+from dispensing.counter.pumps import open_bottle_product
 from dispensing.counter_rules import counter_evaluation, latest_assessment, rules_assessment
 from dispensing.db import begin_write
 from dispensing.errors import Conflict, NotFound, ValidationFailed
@@ -168,15 +167,17 @@ def _pump(session: Session, clinic: Clinic, counter_id: int, day: date, now: dat
           product_id: int | None = None) -> _Pump:
     """The counter's pump, ready to dispense: open bottle of a usable lot (stock's
     ``dispensing_source``, which row-locks the pump location), valid calibration."""
-    counter = get_counter(session, clinic.id, counter_id)
-    device = counter_pump(session, counter)
+    counter, device = counter_and_pump(session, clinic.id, counter_id)
+    bottle = None
     if product_id is None:
-        bottle = open_bottle(session, device.id)
+        # Held until dispensing_source has read the product from the session (no second query).
+        bottle = open_bottle_product(session, device.id)
         if bottle is None:
             raise ValidationFailed("no open bottle on this pump", code="NO_OPEN_BOTTLE")
-        product_id = bottle[1].product_id
+        product_id = bottle[2].id
     source = stock.dispensing_source(session, clinic_id=clinic.id, product_id=product_id, business_date=day,
                                      device_id=device.id)
+    del bottle
     calibration = require_calibration(session, device, now)
     return _Pump(counter, device, source, calibration)
 

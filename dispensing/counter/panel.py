@@ -292,7 +292,8 @@ def patient_panel(session: Session, actor: User, rule_set: rules.RuleSet, patien
     assessment = latest_assessment(session, patient.id, day)
     orders = signed_orders(session, patient.id)
     evaluation, order = evaluate_loaded(
-        rule_set, patient_history(session, patient, day, orders=orders), orders, day, now,
+        rule_set, patient_history(session, patient, day, orders=orders, days=rule_set.dose_history_days()),
+        orders, day, now,
         lot=pump.lot if pump is not None else None, assessment=assessment,
         device_resolution_ml=pump.resolution_ml if pump is not None else None)
     doses = tuple(session.scalars(

@@ -26,6 +26,7 @@ from dispensing.models import (
     DeviceKind,
     Location,
     Lot,
+    Product,
 )
 
 
@@ -59,15 +60,23 @@ class PumpReadiness:
 
 def open_bottle(session: Session, device_id: int) -> tuple[Container, Lot] | None:
     """Return the bottle open on the pump of ``device_id`` and its lot, in one query."""
+    found = open_bottle_product(session, device_id)
+    return found[:2] if found is not None else None
+
+
+def open_bottle_product(session: Session, device_id: int) -> tuple[Container, Lot, Product] | None:
+    """Return the bottle open on the pump of ``device_id``, its lot and the lot's product, in one
+    query (authorising reads the product next; holding it keeps it in the session)."""
     row = session.execute(
-        select(Container, Lot)
+        select(Container, Lot, Product)
         .join(ContainerAttachment, ContainerAttachment.container_id == Container.id)
         .join(Location, Location.id == ContainerAttachment.location_id)
         .join(Lot, Lot.id == Container.lot_id)
+        .join(Product, Product.id == Lot.product_id)
         .where(Location.device_id == device_id, ContainerAttachment.detached_at.is_(None))
         .limit(1)
     ).first()
-    return (row[0], row[1]) if row is not None else None
+    return (row[0], row[1], row[2]) if row is not None else None
 
 
 def pump_readiness(session: Session, counter: Counter, now: datetime, day: date) -> PumpReadiness:

@@ -60,7 +60,8 @@ class ScaledDecimal(TypeDecorator):
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        return (Decimal(int(value)) / self._factor).quantize(Decimal(1).scaleb(-self.scale))
+        # Exact: moves the decimal point of the stored integer, giving exactly ``scale`` places.
+        return Decimal(int(value)).scaleb(-self.scale)
 
     def coerce_compared_value(self, op, value):
         return self

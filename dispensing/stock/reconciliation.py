@@ -22,18 +22,19 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispensing import audit
 from dispensing.accounts import reauthenticate
-from dispensing.clock import business_date, utcnow
+from dispensing.clock import business_date, day_bounds, utcnow
 from dispensing.db import begin_write
 from dispensing.errors import Conflict, NotFound, ValidationFailed
 from dispensing.models import (
     Clinic,
     DiscrepancyReason,
     Dose,
+    DoseKind,
     DoseState,
     Location,
     LocationKind,
@@ -369,10 +370,15 @@ def close_day(
     closed = last_closed_day(session, location.id, product.id)
     if closed is not None and closed > day:
         raise Conflict("a later day is closed", code="LATER_DAY_CLOSED", closed_through=closed)
+    # The pump's doses of the day still in flight: the day's own, and take-home doses filled that
+    # day for later days (their ledger line is dated the day they were filled).
+    filled_from, filled_until = day_bounds(day, clinic.timezone)
     if location.device_id is not None and session.scalar(
         select(func.count()).select_from(Dose).where(
-            Dose.clinic_id == clinic.id, Dose.business_date == day, Dose.device_id == location.device_id,
-            Dose.state.in_(IN_FLIGHT))
+            Dose.clinic_id == clinic.id, Dose.device_id == location.device_id, Dose.state.in_(IN_FLIGHT),
+            or_(Dose.business_date == day,
+                and_(Dose.kind == DoseKind.TAKE_HOME, Dose.requested_at >= filled_from,
+                     Dose.requested_at < filled_until)))
     ):
         raise ValidationFailed("doses still in flight at this pump", code="DOSES_IN_FLIGHT")
     preview, items = _preview(session, clinic, location, product, day, measurement)

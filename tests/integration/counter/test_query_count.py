@@ -68,5 +68,7 @@ def test_statements_per_dose_do_not_grow_with_history(engine, world):
     long = statements(engine, world, with_history(world, 200))
 
     assert short == long
-    assert long < 120, long  # the whole dose, from scan to ledger line
+    # The whole dose, from scan to ledger line: 54 statements on SQLite, 59 on PostgreSQL (the audit
+    # chain's lock, once per audited transaction). More means a new round trip on the dose path.
+    assert long <= 60, long
 

@@ -220,6 +220,37 @@ def test_take_home_doses_are_filled_labelled_booked_and_returned(world, harness)
         world.today + timedelta(days=1), world.today + timedelta(days=2)}
 
 
+def test_take_home_lines_are_booked_on_the_day_the_liquid_leaves_the_pump(world, harness):
+    patient = take_home_world(world)
+    pump, methadone = world.pumps[0], world.methadone
+    opening = world.pump_balance()
+    doses = prepare(world, patient, days=2).doses
+    assert {d.business_date for d in doses} == {world.today + timedelta(days=1), world.today + timedelta(days=2)}
+
+    # Still in the pump's queue: today's close must wait for them, though they cover later days.
+    with pytest.raises(ValidationFailed) as waiting:
+        stock.close_day(world.session, world.pharmacist, location_id=pump.id, product_id=methadone.id,
+                        day=world.today, measurement=stock.Measurement("pump", value=opening), password=PASSWORD,
+                        now=world.now)
+    assert waiting.value.params["code"] == "DOSES_IN_FLIGHT"
+
+    assert harness.deliver() and harness.deliver()
+    world.session.expire_all()
+    lines = world.session.scalars(select(StockMovement).where(StockMovement.dose_id.in_([d.id for d in doses]))).all()
+    assert [line.business_date for line in lines] == [world.today, world.today]
+    sheet = stock.worksheet(world.session, location_id=pump.id, product_id=methadone.id, day=world.today)
+    assert sheet.issued_by_kind[MovementKind.TAKE_HOME.value] == sheet.issued == Decimal("12.000")
+    later = stock.worksheet(world.session, location_id=pump.id, product_id=methadone.id,
+                            day=world.today + timedelta(days=1))
+    assert later.issued == 0
+    # The pump's day balances: what the pump holds is what the ledger expects.
+    closed = stock.close_day(world.session, world.pharmacist, location_id=pump.id, product_id=methadone.id,
+                             day=world.today, measurement=stock.Measurement("pump", value=world.pump_balance()),
+                             password=PASSWORD, now=world.now)
+    assert closed.expected_close == opening - Decimal("12.000") == closed.measured_close
+    assert closed.variance == 0 and closed.issued == Decimal("12.000")
+
+
 def test_take_home_is_refused_when_the_clinic_the_order_or_the_rules_do_not_allow_it(world):
     patient = world.patient()
     world.assess(patient)

@@ -23,6 +23,19 @@ def test_chain_links_every_event_to_the_previous(session):
     assert report.ok and report.checked >= 2
 
 
+def test_the_database_computes_the_hash_python_recomputes(session):
+    clinic = factories.clinic(session)
+    admin = factories.user(session, clinic, Role.ADMIN)
+    at = datetime(2026, 3, 2, 1, 2, 3, 456789, tzinfo=UTC)
+    event = audit.record(session, "patient.renamed", actor_id=admin.id, clinic_id=clinic.id, entity_type="Patient",
+                         entity_id=7, data={"name": "Nguyễn Văn Đức", "note": 'a "quoted" \\ line'}, at=at)
+    session.expire_all()
+    stored = session.get(AuditEvent, event.id)
+    assert (stored.seq, stored.prev_hash, stored.hash) == (event.seq, event.prev_hash, event.hash)
+    assert stored.hash == audit.event_hash(stored.prev_hash, stored.seq, at, clinic.id, admin.id, "patient.renamed",
+                                           "Patient", "7", stored.payload)
+
+
 def test_canonical_json_is_stable():
     one = audit.canonical_json({"b": 1, "a": "Đ"})
     two = audit.canonical_json({"a": "Đ", "b": 1})

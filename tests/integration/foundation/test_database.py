@@ -104,3 +104,22 @@ def test_begin_write_refuses_to_adopt_uncommitted_writes(fresh):
         session.flush()
         with pytest.raises(RuntimeError, match="uncommitted changes"):
             begin_write(session)
+
+
+def test_a_pooled_connection_dropped_while_idle_is_replaced(fresh, fresh_database_url):
+    from dispensing import db
+
+    if fresh.engine.dialect.name != "postgresql":
+        pytest.skip("the idle ping is PostgreSQL's (SQLite has no server to drop a connection)")
+    with fresh.engine.connect() as connection:
+        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    killer = db.make_engine(fresh_database_url)
+    try:
+        with killer.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+    finally:
+        killer.dispose()
+    for record in list(fresh.engine.pool._pool.queue):  # as if it had been idle past the ping window
+        record.info[db._CHECKED_IN_AT] -= db.PING_AFTER_IDLE_S + 1
+    with fresh.engine.connect() as connection:
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != backend

@@ -106,3 +106,19 @@ def test_counters_go_out_of_service_and_back(session, setup):
     assert equipment.set_counter_active(session, setup["admin"], counter.id, True).active
     actions = [e.action for e in session.query(AuditEvent).filter_by(entity_type="Counter")]
     assert actions.count("counter.deactivated") == 1 and actions.count("counter.activated") == 1
+
+
+def test_the_drivers_offered_are_the_ones_the_device_registry_opens(session, setup):
+    from devices.registry import DRIVERS
+
+    for role, drivers in DRIVERS.items():
+        assert set(drivers) <= set(equipment.DRIVERS_BY_KIND[DeviceKind(role)]), role
+    # Every pump driver offered can be opened by the device service (a pump is always serial).
+    assert set(equipment.DRIVERS_BY_KIND[DeviceKind.PUMP]) == set(DRIVERS["pump"])
+    reglo = equipment.add_device(session, setup["admin"], counter_id=None, code="PUMP-R", kind=DeviceKind.PUMP,
+                                 driver="reglo-icc", port_url="sim://reglo")
+    assert reglo.driver in DRIVERS["pump"]
+    with pytest.raises(ValidationFailed) as refused:
+        equipment.add_device(session, setup["admin"], counter_id=None, code="PUMP-X", kind=DeviceKind.PUMP,
+                             driver="reglo", port_url="sim://reglo")
+    assert refused.value.params["code"] == "DEVICE_DRIVER_UNKNOWN"
