@@ -38,3 +38,9 @@ def can_dispense(user: User | None) -> bool:
 
 def can_manage_stock(user: User | None) -> bool:
     return user is not None and user.active and user.has_role(Role.PHARMACIST)
+
+
+def can_sign_as_unit_head(user: User | None) -> bool:
+    """Return True for an active head of unit (trưởng đơn vị): countersigns anomaly records at
+    receipt and co-signs quarantine decisions."""
+    return user is not None and user.active and user.has_role(Role.UNIT_HEAD)

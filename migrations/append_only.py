@@ -13,6 +13,8 @@ APPEND_ONLY = ("audit_event", "stock_movement", "dose_event")
 # Append-only tables added by later revisions; each of those revisions installs its own (the
 # initial revision installs the tuple above, so these must stay out of it).
 APPEND_ONLY_LATER = ("dose_void", "take_home_return")
+# Added by revision 0007 (quarantine decisions), which installs its own.
+APPEND_ONLY_0007 = ("quarantine_decision",)
 # Tables whose rows are never deleted, and frozen once the condition holds.
 FROZEN_WHEN = {
     "dose": "OLD.state IN ('completed', 'partial', 'failed')",
@@ -29,12 +31,16 @@ $$
 """
 
 
+def _append_only(table: str) -> bool:
+    return table in APPEND_ONLY or table in APPEND_ONLY_LATER or table in APPEND_ONLY_0007
+
+
 def install(table: str) -> None:
     """Create the triggers for ``table`` on the current connection's dialect."""
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
         op.execute(_PG_FUNCTION)
-        if table in APPEND_ONLY or table in APPEND_ONLY_LATER:
+        if _append_only(table):
             op.execute(
                 f"CREATE TRIGGER trg_{table}_append_only BEFORE UPDATE OR DELETE ON {table} "
                 "FOR EACH ROW EXECUTE FUNCTION mmt_refuse_change()"
@@ -54,7 +60,7 @@ def install(table: str) -> None:
         )
     elif dialect == "sqlite":
         refuse = "SELECT RAISE(ABORT, 'append-only record: {op} on " + table + " refused');"
-        if table in APPEND_ONLY or table in APPEND_ONLY_LATER:
+        if _append_only(table):
             op.execute(
                 f"CREATE TRIGGER trg_{table}_no_update BEFORE UPDATE ON {table} "
                 f"BEGIN {refuse.format(op='UPDATE')} END"

@@ -1,4 +1,4 @@
-"""A small clinic with controlled stock for the stock tests: people for every role, methadone
+"""A small clinic with controlled stock for the stock tests: people for every role (a head of unit too), methadone
 (liquid, with a GTIN) and buprenorphine (unit-dose), a safe, quarantine, a counter shelf and two
 counters with a pump each. Helpers receive bottles and book doses the way the services do."""
 
@@ -57,6 +57,8 @@ class World:
     pumps: list[Location]
     devices: list[Device]
     counters: list[Counter]
+    # Head of unit (trưởng đơn vị): countersigns anomaly records and quarantine decisions.
+    unit_head: User
     patients: list[Patient] = field(default_factory=list)
     orders: dict[int, Order] = field(default_factory=dict)
     now: datetime = T0
@@ -157,4 +159,5 @@ def build(session: Session) -> World:
     session.flush()
     session.commit()
     return World(session, clinic, users[Role.PHARMACIST], pharmacist2, users[Role.NURSE], users[Role.PHYSICIAN],
-                 users[Role.ADMIN], methadone, bup, safe, quarantine, shelf, pumps, devices, counters)
+                 users[Role.ADMIN], methadone, bup, safe, quarantine, shelf, pumps, devices, counters,
+                 users[Role.UNIT_HEAD])

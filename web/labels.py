@@ -9,6 +9,7 @@ ROLE_LABELS = {
     Role.PHARMACIST: lazy_gettext("Pharmacist"),
     Role.PHYSICIAN: lazy_gettext("Physician"),
     Role.ADMIN: lazy_gettext("Administrator"),
+    Role.UNIT_HEAD: lazy_gettext("Head of unit"),
 }
 
 # ---- screens: patients, physician, admin ----------------------------------------------------

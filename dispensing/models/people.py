@@ -26,6 +26,9 @@ class Role(enum.StrEnum):
     PHARMACIST = "pharmacist"
     PHYSICIAN = "physician"
     ADMIN = "admin"
+    # Head of unit (trưởng đơn vị / trưởng khoa): countersigns anomaly records at receipt and
+    # decides what happens to quarantined stock.
+    UNIT_HEAD = "unit_head"
 
 
 class User(CreatedAt, Base):

@@ -283,6 +283,8 @@ class ReceiptAnomaly(CreatedAt, Base):
     expected_quantity: Mapped[Decimal | None] = mapped_column("expected_milli", Quantity)
     found_quantity: Mapped[Decimal | None] = mapped_column("found_milli", Quantity)
     deliverer_name: Mapped[str] = mapped_column(String(200))
+    # The deliverer is not a user: their organisation (the supplier unless another one delivered).
+    deliverer_organisation: Mapped[str] = mapped_column(String(200))
     receiver_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     receiver_signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     unit_head_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
@@ -293,6 +295,51 @@ class ReceiptAnomaly(CreatedAt, Base):
     @property
     def fully_signed(self) -> bool:
         return self.unit_head_id is not None
+
+
+class QuarantineOutcome(enum.StrEnum):
+    RELEASE = "release"  # back to stock: the bottle may be issued again
+    RETURN_TO_SUPPLIER = "return_to_supplier"  # stays in quarantine until returned
+    DESTRUCTION = "destruction"  # stays in quarantine until destroyed (biên bản hủy thuốc)
+
+
+class QuarantineDecision(CreatedAt, Base):
+    """What happens to one bottle (or a lot's loose stock) in quarantine (khu biệt trữ), signed by
+    the pharmacist and the head of unit, both re-authenticated. Append-only: one decision per stay
+    in quarantine (the ledger line that brought it there, ``entry_movement_id``). A release names
+    the transfer line that took it back to a safe; whether stock is in quarantine is always read
+    from the ledger, never from a flag."""
+
+    __tablename__ = "quarantine_decision"
+    __table_args__ = (
+        CheckConstraint("quantity_milli > 0", name="quantity_positive"),
+        CheckConstraint(
+            "(outcome = 'release' AND release_movement_id IS NOT NULL)"
+            " OR (outcome <> 'release' AND release_movement_id IS NULL)",
+            name="release_has_movement",
+        ),
+        CheckConstraint("pharmacist_id <> unit_head_id", name="two_signers"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id"), index=True)
+    business_date: Mapped[date] = mapped_column(Date)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[QuarantineOutcome] = mapped_column(enum_type(QuarantineOutcome, "quarantine_outcome"))
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lot.id"), index=True)
+    container_id: Mapped[int | None] = mapped_column(ForeignKey("container.id"), index=True)
+    location_id: Mapped[int] = mapped_column(ForeignKey("location.id"))
+    # What the ledger held in quarantine when the decision was signed.
+    quantity: Mapped[Decimal] = mapped_column("quantity_milli", Quantity)
+    entry_movement_id: Mapped[int] = mapped_column(ForeignKey("stock_movement.id"), unique=True)
+    release_movement_id: Mapped[int | None] = mapped_column(ForeignKey("stock_movement.id"), unique=True)
+    anomaly_id: Mapped[int | None] = mapped_column(ForeignKey("receipt_anomaly.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    pharmacist_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    unit_head_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+
+    container: Mapped[Container | None] = relationship()
+    lot: Mapped[Lot] = relationship()
 
 
 class DestructionRecord(CreatedAt, Base):

@@ -4,13 +4,14 @@ Use cases (each begins its own write transaction, checks the role, signs and com
 ``receive_delivery``, ``countersign_anomaly``, ``verify_lot_concentration``, ``attach_container``,
 ``detach_container``, ``transfer_stock``, ``record_waste``, ``record_priming``,
 ``record_calibration_liquid``, ``return_to_supplier``, ``destroy_stock``, ``correct_movement``,
-``close_day``.
+``decide_quarantine`` (release, or keep for return / destruction), ``close_day``.
 
 Building blocks for the dose path, called inside its own transaction (they neither begin nor
 commit): ``dispensing_source`` at authorisation, ``book_dose`` with the final state,
 ``book_priming`` and ``book_calibration_liquid`` from the pump and calibration services.
 
-Reading: ``balance``, ``item_balances``, ``worksheet``, ``preview_close``, ``suggest_bottles``.
+Reading: ``balance``, ``item_balances``, ``worksheet``, ``preview_close``, ``suggest_bottles``,
+``quarantined_items``.
 """
 
 from dispensing.stock.ledger import Term, Terms, balance, item_balances, location_terms
@@ -34,6 +35,7 @@ from dispensing.stock.movements import (
     suggest_bottles,
     transfer_stock,
 )
+from dispensing.stock.quarantine import QuarantinedItem, decide_quarantine, quarantined_items
 from dispensing.stock.receipts import (
     AnomalyIn,
     BottleIn,
@@ -66,6 +68,7 @@ __all__ = [
     "DispensingSource",
     "LotIn",
     "Measurement",
+    "QuarantinedItem",
     "ReceiptResult",
     "Term",
     "Terms",
@@ -78,6 +81,7 @@ __all__ = [
     "close_day",
     "correct_movement",
     "countersign_anomaly",
+    "decide_quarantine",
     "destroy_stock",
     "detach_container",
     "dispensing_source",
@@ -86,6 +90,7 @@ __all__ = [
     "open_attachment",
     "open_worksheets",
     "preview_close",
+    "quarantined_items",
     "receive_delivery",
     "record_calibration_liquid",
     "record_priming",

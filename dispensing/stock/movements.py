@@ -4,7 +4,11 @@ returns, destruction and signed corrections; and what the dose path books.
 Rules enforced here, once:
 - a pump holds one open bottle at a time (also a partial unique index), and receives stock only
   by attaching a bottle; a bottle leaves a pump only by detaching;
-- nothing leaves quarantine except as a return or a destruction;
+- nothing leaves quarantine except by the signed decision on its current stay
+  (``dispensing.stock.quarantine``): a release books its own transfer to a safe; a return to the
+  supplier only when the decision is to keep it for return, a destruction only when it is to keep
+  it for destruction. A plain transfer or a waste line out of quarantine is refused; a signed
+  correction of a line's quantity is not an exit and stays possible;
 - expired lots, lots without a verified concentration (liquids) and quarantined stock never go
   to a pump or counter shelf, and are never dispensed;
 - a line may not take more from a location than the ledger holds there, except lines booked from
@@ -45,6 +49,8 @@ from dispensing.models import (
     MovementKind,
     Product,
     ProductKind,
+    QuarantineDecision,
+    QuarantineOutcome,
     Role,
     StockMovement,
     User,
@@ -146,6 +152,52 @@ def _require_available(session: Session, location: Location, product_id: int, lo
     held = _available(session, location.id, product_id, lot_id, container_id, day)
     if quantity > held:
         raise ValidationFailed("not that much stock here", code="INSUFFICIENT_STOCK", available=held)
+
+
+# Lines that bring stock itself into quarantine, starting a stay there (a correction changes a
+# quantity, not a stay).
+QUARANTINE_ENTRY_KINDS = (MovementKind.RECEIPT, MovementKind.TRANSFER)
+
+
+def quarantine_entry_line(session: Session, location_id: int, lot_id: int,
+                          container_id: int | None) -> StockMovement | None:
+    """Return the last line that brought this bottle (or the lot's loose stock) into
+    ``location_id``: the line that began its current stay there."""
+    m = StockMovement
+    return session.scalar(
+        select(m).where(m.to_location_id == location_id, m.lot_id == lot_id, m.kind.in_(QUARANTINE_ENTRY_KINDS),
+                        m.container_id == container_id if container_id is not None else m.container_id.is_(None))
+        .order_by(m.id.desc()).limit(1)
+    )
+
+
+def quarantine_decision_on(session: Session, entry: StockMovement | None) -> QuarantineDecision | None:
+    """Return the signed decision on the stay that ``entry`` began (None while undecided)."""
+    if entry is None:
+        return None
+    return session.scalar(select(QuarantineDecision).where(QuarantineDecision.entry_movement_id == entry.id))
+
+
+def require_quarantine_exit(session: Session, location: Location, lot: Lot, container: Container | None,
+                            outcome: QuarantineOutcome) -> None:
+    """Refuse taking stock out of a quarantine location unless the signed decision on its current
+    stay is ``outcome`` (RETURN_TO_SUPPLIER for a return, DESTRUCTION for a destruction). Other
+    locations pass. Raises ValidationFailed: QUARANTINE_DECISION_REQUIRED while nobody has decided
+    on the stay, QUARANTINE_DECISION_MISMATCH when the decision says something else (``outcome``
+    names it). Call under the location's lock."""
+    if location.kind is not LocationKind.QUARANTINE:
+        return
+    container_id = container.id if container is not None else None
+    entry = quarantine_entry_line(session, location.id, lot.id, container_id)
+    decision = quarantine_decision_on(session, entry)
+    item = {"lot_number": lot.lot_number, "label_code": container.label_code if container is not None else None}
+    if decision is None:
+        raise ValidationFailed("quarantined stock needs a signed decision first",
+                               code="QUARANTINE_DECISION_REQUIRED", **item)
+    if decision.outcome is not outcome:
+        raise ValidationFailed("the signed decision on this quarantined stock says otherwise",
+                               code="QUARANTINE_DECISION_MISMATCH", outcome=decision.outcome.value,
+                               decision_id=decision.id, **item)
 
 
 @dataclass(frozen=True)
@@ -395,7 +447,8 @@ def record_waste(
     """Record a witnessed spill or waste, signed by the person recording it and a witness.
 
     Raises PermissionDenied, ValidationFailed (REASON_REQUIRED, WITNESS_REQUIRED,
-    COSIGNER_IS_SIGNER, INSUFFICIENT_STOCK, …), ReauthenticationFailed, Conflict (DAY_CLOSED).
+    COSIGNER_IS_SIGNER, INSUFFICIENT_STOCK, QUARANTINE_RELEASE_NOT_ALLOWED: nothing is wasted out of
+    quarantine, …), ReauthenticationFailed, Conflict (DAY_CLOSED).
     """
     if not can_record_waste(user):
         require_role(user, Role.PHARMACIST, Role.NURSE)
@@ -404,6 +457,8 @@ def record_waste(
     if not reason or not reason.strip():
         raise ValidationFailed("reason required", code="REASON_REQUIRED")
     location = _location(lock_locations(session, location_id), location_id, user)
+    if location.kind is LocationKind.QUARANTINE:
+        raise ValidationFailed("quarantined stock is returned or destroyed", code="QUARANTINE_RELEASE_NOT_ALLOWED")
     lot, container, quantity = _resolve_item(session, location, lot_id=lot_id, container_id=container_id,
                                              quantity=quantity, day=today)
     _require_available(session, location, lot.product_id, lot.id, container.id if container else None,
@@ -458,10 +513,12 @@ def return_to_supplier(
     session: Session, user: User, *, location_id: int, reason: str, password: str, lot_id: int | None = None,
     container_id: int | None = None, quantity: Decimal | None = None, now: datetime | None = None,
 ) -> StockMovement:
-    """Return stock to the supplier from a safe, counter shelf or quarantine, signed.
+    """Return stock to the supplier from a safe, counter shelf or quarantine, signed. From
+    quarantine only what the signed decision on its current stay keeps for return to the supplier.
 
     Raises PermissionDenied, ValidationFailed (REASON_REQUIRED, RETURN_LOCATION_INVALID,
-    INSUFFICIENT_STOCK), ReauthenticationFailed, Conflict (DAY_CLOSED).
+    INSUFFICIENT_STOCK, QUARANTINE_DECISION_REQUIRED, QUARANTINE_DECISION_MISMATCH),
+    ReauthenticationFailed, Conflict (DAY_CLOSED).
     """
     require_role(user, Role.PHARMACIST)
     begin_write(session)
@@ -475,6 +532,7 @@ def return_to_supplier(
                                              quantity=quantity, day=today)
     _require_available(session, location, lot.product_id, lot.id, container.id if container else None,
                        quantity, today)
+    require_quarantine_exit(session, location, lot, container, QuarantineOutcome.RETURN_TO_SUPPLIER)
     reauthenticate(user, password)
     line = append_line(
         session, clinic_id=clinic.id, kind=MovementKind.RETURN, product_id=lot.product_id, lot_id=lot.id,
@@ -500,8 +558,10 @@ def destroy_stock(
     password: str, witness: Cosigner | None, now: datetime | None = None,
 ) -> DestructionRecord:
     """Destroy stock under a destruction record (biên bản hủy thuốc) signed by the pharmacist and
-    a witness. Raises PermissionDenied, ValidationFailed (DESTRUCTION_EMPTY, REASON_REQUIRED,
-    WITNESS_REQUIRED, INSUFFICIENT_STOCK, …), Conflict (RECORD_NO_TAKEN, DAY_CLOSED),
+    a witness. From quarantine only what the signed decision on its current stay keeps for
+    destruction. Raises PermissionDenied, ValidationFailed (DESTRUCTION_EMPTY, REASON_REQUIRED,
+    WITNESS_REQUIRED, INSUFFICIENT_STOCK, QUARANTINE_DECISION_REQUIRED,
+    QUARANTINE_DECISION_MISMATCH, …), Conflict (RECORD_NO_TAKEN, DAY_CLOSED),
     ReauthenticationFailed."""
     require_role(user, Role.PHARMACIST)
     begin_write(session)
@@ -531,6 +591,7 @@ def destroy_stock(
                                                  container_id=item.container_id, quantity=item.quantity, day=today)
         _require_available(session, location, lot.product_id, lot.id, container.id if container else None,
                            quantity, today)
+        require_quarantine_exit(session, location, lot, container, QuarantineOutcome.DESTRUCTION)
         line = append_line(
             session, clinic_id=clinic.id, kind=MovementKind.DESTRUCTION, product_id=lot.product_id, lot_id=lot.id,
             quantity=quantity, business_date=today, occurred_at=now, recorded_by_id=user.id,
@@ -720,7 +781,9 @@ def book_dose(session: Session, dose: Dose, *, location_id: int | None = None,
 
     The line leaves the pump of ``dose.device_id`` (liquids) or the counter shelf (unit-dose,
     ``location_id`` or the clinic's only one), from ``dose.container_id``/``dose.lot_id`` or the
-    open bottle, dated ``dose.business_date``, recorded by the nurse. Does not commit: call it in
+    open bottle, recorded by the nurse, dated the business day the stock left: ``dose.business_date``
+    for a dose taken at the counter, and for a take-home dose (whose business date is the day it
+    covers) the day it was dispensed, ``dispensed_on``. Does not commit: call it in
     the transaction that writes the dose's final state. Raises ValidationFailed (DOSE_NOT_FINAL,
     DOSE_NO_SOURCE, NO_OPEN_BOTTLE), Conflict (DAY_CLOSED).
     """
@@ -751,10 +814,19 @@ def book_dose(session: Session, dose: Dose, *, location_id: int | None = None,
         container_id = source.container.id if source.container else None
     return append_line(
         session, clinic_id=dose.clinic_id, kind=DOSE_KIND_TO_MOVEMENT[dose.kind], product_id=product.id,
-        lot_id=lot_id, quantity=quantity, business_date=dose.business_date,
+        lot_id=lot_id, quantity=quantity, business_date=dispensed_on(session, dose),
         occurred_at=dose.finished_at or at or utcnow(), recorded_by_id=dose.nurse_id,
         from_location_id=location.id, container_id=container_id, dose_id=dose.id, witness_id=dose.witness_id,
     )
+
+
+def dispensed_on(session: Session, dose: Dose) -> date:
+    """The business day the dose's stock left the pump or shelf. A take-home dose is filled on the
+    day it was authorised (the device service takes it within minutes) for a later day it covers;
+    every other dose is given on its own business date."""
+    if dose.kind is DoseKind.TAKE_HOME and dose.requested_at is not None:
+        return business_date(dose.requested_at, session.get(Clinic, dose.clinic_id).timezone)
+    return dose.business_date
 
 
 def _book_pump_liquid(session: Session, kind: MovementKind, pump: Location, quantity: Decimal, *,

@@ -3,8 +3,10 @@
 A delivery (phiếu nhập) books one receipt line per bottle (or per lot for loose unit-dose stock)
 into the receiving location. A bottle with an anomaly (broken seal, cracked, short volume, wrong
 label, in excess of the delivery note) is booked straight into quarantine: it cannot be issued.
-Each anomaly record carries the deliverer's name (they sign the paper copy) and the receiver's
-signature; the head of unit countersigns it afterwards (``countersign_anomaly``).
+Each anomaly record carries the deliverer's name and organisation (an outside person, not a user:
+they sign the paper copy) and the receiver's signature; the head of unit (role ``unit_head``)
+countersigns it afterwards (``countersign_anomaly``). What then happens to a quarantined bottle is a
+separate signed decision (``dispensing.stock.quarantine``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dispensing import audit
 from dispensing.accounts import reauthenticate
 from dispensing.clock import business_date, utcnow
 from dispensing.db import begin_write
-from dispensing.errors import Conflict, NotFound, ValidationFailed
+from dispensing.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from dispensing.models import (
     AnomalyKind,
     Clinic,
@@ -96,6 +98,8 @@ class DeliveryIn:
     # Delivery-level anomalies (shortage against the delivery note), lot by index into ``lots``.
     anomalies: tuple[tuple[int | None, AnomalyIn], ...] = ()
     note: str | None = None
+    # The deliverer's organisation when it is not the supplier (a carrier, the provincial centre).
+    deliverer_organisation: str | None = None
 
 
 @dataclass
@@ -200,6 +204,7 @@ def receive_delivery(
     supplier = _require_text(delivery.supplier, "SUPPLIER_REQUIRED")
     note_no = _require_text(delivery.delivery_note_no, "DELIVERY_NOTE_REQUIRED")
     deliverer = _require_text(delivery.deliverer_name, "DELIVERER_REQUIRED")
+    organisation = (delivery.deliverer_organisation or "").strip() or supplier
     if not delivery.lots or not any(item.bottles or item.loose_quantity for item in delivery.lots):
         raise ValidationFailed("nothing received", code="RECEIPT_EMPTY")
     reauthenticate(user, password)
@@ -244,7 +249,7 @@ def receive_delivery(
             if bottle.anomaly is not None:
                 result.quarantined.append(container)
                 result.anomalies.append(
-                    _anomaly(session, receipt, bottle.anomaly, deliverer, user, now, lot_id=lot.id,
+                    _anomaly(session, receipt, bottle.anomaly, (deliverer, organisation), user, now, lot_id=lot.id,
                              container_id=container.id)
                 )
         if item.loose_quantity:
@@ -264,7 +269,8 @@ def receive_delivery(
             if not 0 <= lot_index < len(lots):
                 raise ValidationFailed("no such lot in the delivery", code="ANOMALY_LOT_INVALID")
             lot_id = lots[lot_index].id
-        result.anomalies.append(_anomaly(session, receipt, anomaly, deliverer, user, now, lot_id=lot_id))
+        result.anomalies.append(_anomaly(session, receipt, anomaly, (deliverer, organisation), user, now,
+                                              lot_id=lot_id))
     session.flush()
 
     sign(session, user, action="stock.receipt.signed", role="receiver", entity=receipt, clinic_id=clinic.id,
@@ -272,7 +278,8 @@ def receive_delivery(
                        "quarantined": [c.label_code for c in result.quarantined]})
     for anomaly in result.anomalies:
         sign(session, user, action="stock.anomaly.signed", role="receiver", entity=anomaly, clinic_id=clinic.id,
-             at=now, data={"kind": anomaly.kind, "deliverer_name": deliverer})
+             at=now, data={"kind": anomaly.kind, "deliverer_name": deliverer,
+                           "deliverer_organisation": organisation})
         _remind_unit_head(session, anomaly, today)
     session.commit()
     return result
@@ -297,13 +304,15 @@ def _new_container(session: Session, clinic_id: int, lot_id: int, nominal: Decim
 
 
 def _anomaly(
-    session: Session, receipt: Receipt, item: AnomalyIn, deliverer: str, receiver: User, now: datetime,
+    session: Session, receipt: Receipt, item: AnomalyIn, deliverer: tuple[str, str], receiver: User,
+    now: datetime,
     *, lot_id: int | None, container_id: int | None = None,
 ) -> ReceiptAnomaly:
     anomaly = ReceiptAnomaly(
         clinic_id=receipt.clinic_id, receipt_id=receipt.id, kind=AnomalyKind(item.kind), lot_id=lot_id,
         container_id=container_id, description=_require_text(item.description, "ANOMALY_DESCRIPTION_REQUIRED"),
-        expected_quantity=item.expected_quantity, found_quantity=item.found_quantity, deliverer_name=deliverer,
+        expected_quantity=item.expected_quantity, found_quantity=item.found_quantity, deliverer_name=deliverer[0],
+        deliverer_organisation=deliverer[1],
         receiver_id=receiver.id, receiver_signed_at=now,
     )
     session.add(anomaly)
@@ -314,7 +323,7 @@ def _anomaly(
 def _remind_unit_head(session: Session, anomaly: ReceiptAnomaly, today: date) -> None:
     session.add(Reminder(
         clinic_id=anomaly.clinic_id, business_date=today, kind=ReminderKind.ANOMALY_TO_SIGN,
-        for_role=Role.ADMIN, subject_type="receipt_anomaly", subject_id=anomaly.id,
+        for_role=Role.UNIT_HEAD, subject_type="receipt_anomaly", subject_id=anomaly.id,
         code="ANOMALY_TO_SIGN", params={"kind": anomaly.kind.value, "receipt_id": anomaly.receipt_id},
     ))
 
@@ -322,11 +331,12 @@ def _remind_unit_head(session: Session, anomaly: ReceiptAnomaly, today: date) ->
 def countersign_anomaly(
     session: Session, user: User, anomaly_id: int, *, password: str, now: datetime | None = None
 ) -> ReceiptAnomaly:
-    """The head of unit countersigns an anomaly record. Raises PermissionDenied, NotFound
-    (ANOMALY_NOT_FOUND), ValidationFailed (UNIT_HEAD_IS_RECEIVER), Conflict (ANOMALY_ALREADY_SIGNED),
-    ReauthenticationFailed."""
+    """The head of unit (role ``unit_head``) countersigns an anomaly record, re-authenticated.
+    Raises PermissionDenied (UNIT_HEAD_ROLE_REQUIRED), NotFound (ANOMALY_NOT_FOUND), ValidationFailed
+    (UNIT_HEAD_IS_RECEIVER), Conflict (ANOMALY_ALREADY_SIGNED), ReauthenticationFailed."""
     if not can_sign_as_unit_head(user):
-        require_role(user, Role.PHYSICIAN, Role.ADMIN)
+        raise PermissionDenied("head of unit only", code="UNIT_HEAD_ROLE_REQUIRED",
+                               required=[Role.UNIT_HEAD.value])
     begin_write(session)
     now = now or utcnow()
     anomaly = session.scalar(select(ReceiptAnomaly).where(ReceiptAnomaly.id == anomaly_id).with_for_update())

@@ -17,7 +17,7 @@ from dispensing import audit
 from dispensing.accounts import reauthenticate
 from dispensing.errors import PermissionDenied, ReauthenticationFailed, ValidationFailed
 from dispensing.models import Role, User
-from dispensing.permissions import require_role
+from dispensing.permissions import can_sign_as_unit_head, require_role
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,9 @@ def can_record_waste(user: User | None) -> bool:
     return user is not None and user.active and user.has_role(Role.PHARMACIST, Role.NURSE)
 
 
-def can_sign_as_unit_head(user: User | None) -> bool:
-    """The head of unit (trưởng đơn vị) countersigns anomaly records. The model has no such role;
-    the clinic's physicians in charge and administrators hold it."""
-    return user is not None and user.active and user.has_role(Role.PHYSICIAN, Role.ADMIN)
-
-
 def can_read_stock(user: User | None) -> bool:
-    return user is not None and user.active and user.has_role(Role.PHARMACIST, Role.PHYSICIAN, Role.ADMIN, Role.NURSE)
+    return user is not None and user.active and user.has_role(
+        Role.PHARMACIST, Role.PHYSICIAN, Role.ADMIN, Role.NURSE, Role.UNIT_HEAD)
 
 
 def require_stock_manager(user: User | None) -> None:
@@ -68,6 +63,21 @@ def resolve_cosigner(session: Session, signer: User, cosigner: Cosigner | None, 
     if user is None or user.clinic_id != signer.clinic_id:
         raise ReauthenticationFailed("co-signer unknown")
     reauthenticate(user, cosigner.password)
+    return user
+
+
+def resolve_unit_head(session: Session, signer: User, cosigner: Cosigner | None) -> User:
+    """Return the head of unit co-signing with ``signer``, their password checked.
+
+    Raises ValidationFailed (UNIT_HEAD_REQUIRED when nobody was named, COSIGNER_IS_SIGNER),
+    ReauthenticationFailed (unknown user or wrong password), PermissionDenied
+    (UNIT_HEAD_ROLE_REQUIRED: the co-signer is not an active head of unit). The password is checked
+    before the role, so the answer never tells who holds the role.
+    """
+    user = resolve_cosigner(session, signer, cosigner, required_code="UNIT_HEAD_REQUIRED")
+    if not can_sign_as_unit_head(user):
+        raise PermissionDenied("the co-signer is not head of unit", code="UNIT_HEAD_ROLE_REQUIRED",
+                               required=[Role.UNIT_HEAD.value])
     return user
 
 

@@ -1,9 +1,10 @@
 """Stock API (kho thuốc gây nghiện): receipts and anomalies, bottles on pumps, transfers, witnessed
-waste, priming and calibration liquid, returns, destruction, signed corrections, balances, the
-reconciliation worksheet and close, the morning forecast and reminders.
+waste, priming and calibration liquid, returns, destruction, signed corrections, quarantine
+decisions, balances, the reconciliation worksheet and close, the morning forecast and reminders.
 
 Signatures travel as the signer's ``password`` (re-authentication) and, for two-person records, a
-``witness`` {username, password}. Quantities are decimal strings or numbers in the product's unit
+``witness`` {username, password} (the head of unit co-signs as ``unit_head`` {username, password}).
+Quantities are decimal strings or numbers in the product's unit
 (ml for liquids); balance readings are grams.
 """
 
@@ -25,6 +26,7 @@ from dispensing.models import (
     Location,
     Lot,
     MeasureMethod,
+    QuarantineOutcome,
     Receipt,
     ReceiptAnomaly,
     Reconciliation,
@@ -71,8 +73,16 @@ register_messages({
     "CONCENTRATION_MISMATCH": lazy_gettext("The concentration differs from the one recorded for this lot."),
     "CONCENTRATION_ALREADY_VERIFIED": lazy_gettext("This lot's concentration is already verified."),
     "DENSITY_INVALID": lazy_gettext("The density must be more than zero."),
-    "STOCK_QUARANTINED": lazy_gettext("Quarantined stock cannot be issued; it can only be returned or destroyed."),
-    "QUARANTINE_RELEASE_NOT_ALLOWED": lazy_gettext("Quarantined stock can only be returned or destroyed."),
+    "STOCK_QUARANTINED": lazy_gettext(
+        "Quarantined stock cannot be issued until the pharmacist and the head of unit release it."),
+    "QUARANTINE_RELEASE_NOT_ALLOWED": lazy_gettext(
+        "Quarantined stock leaves quarantine only by a signed decision: release, return or destruction."),
+    "QUARANTINE_DECISION_REQUIRED": lazy_gettext(
+        "This stock is in quarantine without a signed decision: the pharmacist and the head of unit decide first "
+        "whether it is returned to the supplier or destroyed."),
+    "QUARANTINE_DECISION_MISMATCH": lazy_gettext(
+        "The signed decision on this quarantined stock does not allow this: only stock kept for return goes back "
+        "to the supplier, and only stock kept for destruction is destroyed."),
     "NO_QUARANTINE_LOCATION": lazy_gettext("The clinic has no quarantine location for bottles with anomalies."),
     "RECEIVE_LOCATION_INVALID": lazy_gettext("Stock is received into a safe or a counter shelf."),
     "SUPPLIER_REQUIRED": lazy_gettext("The supplier is required."),
@@ -92,6 +102,14 @@ register_messages({
     "ANOMALY_DESCRIPTION_REQUIRED": lazy_gettext("Describe the anomaly."),
     "ANOMALY_ALREADY_SIGNED": lazy_gettext("The head of unit has already countersigned this record."),
     "UNIT_HEAD_IS_RECEIVER": lazy_gettext("The receiver cannot countersign as head of unit."),
+    "UNIT_HEAD_ROLE_REQUIRED": lazy_gettext("Only a head of unit can sign this."),
+    "UNIT_HEAD_REQUIRED": lazy_gettext("The head of unit must sign with their password."),
+    "QUARANTINE_OUTCOME_INVALID": lazy_gettext("Choose release, return to the supplier or destruction."),
+    "RELEASE_LOCATION_INVALID": lazy_gettext("Released stock goes back to a safe: choose the safe."),
+    "NOT_IN_QUARANTINE": lazy_gettext("The ledger holds none of this bottle or lot in quarantine."),
+    "QUARANTINE_ALREADY_DECIDED": lazy_gettext("A decision on this quarantined stock has already been signed."),
+    "ANOMALY_NOT_COUNTERSIGNED": lazy_gettext(
+        "The head of unit must countersign the anomaly record before deciding on this bottle."),
     "NOT_A_PUMP": lazy_gettext("This location is not a pump."),
     "PRODUCT_KIND_MISMATCH": lazy_gettext("This product cannot be used here."),
     "CONTAINER_EMPTY": lazy_gettext("The ledger holds nothing in this bottle."),
@@ -133,7 +151,7 @@ register_messages({
     "INVESTIGATION_NOTE_REQUIRED": lazy_gettext("Outside tolerance: write the investigation note."),
 })
 
-STOCK_READERS = (Role.PHARMACIST, Role.PHYSICIAN, Role.ADMIN, Role.NURSE)
+STOCK_READERS = (Role.PHARMACIST, Role.PHYSICIAN, Role.ADMIN, Role.NURSE, Role.UNIT_HEAD)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,6 +229,9 @@ class DeliverySchema(ma.Schema):
     supplier = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
     delivery_note_no = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
     deliverer_name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    # The deliverer's organisation when it is not the supplier.
+    deliverer_organisation = ma.fields.String(allow_none=True, load_default=None,
+                                              validate=ma.validate.Length(max=200))
     note = ma.fields.String(allow_none=True, load_default=None, validate=ma.validate.Length(max=2000))
     lots = ma.fields.List(ma.fields.Nested(LotInSchema), required=True, validate=ma.validate.Length(min=1, max=50))
     anomalies = ma.fields.List(ma.fields.Nested(DeliveryAnomalySchema), load_default=list)
@@ -236,6 +257,7 @@ class AnomalySchema(ma.Schema):
     expected_quantity = ma.fields.Decimal(as_string=True, allow_none=True)
     found_quantity = ma.fields.Decimal(as_string=True, allow_none=True)
     deliverer_name = ma.fields.String()
+    deliverer_organisation = ma.fields.String()
     receiver_id = ma.fields.Integer()
     receiver_signed_at = ma.fields.AwareDateTime()
     unit_head_id = ma.fields.Integer(allow_none=True)
@@ -259,6 +281,52 @@ class ReceiptSchema(ma.Schema):
 
 class PasswordSchema(ma.Schema):
     password = ma.fields.String(required=True, load_only=True)
+
+
+class QuarantineDecisionInSchema(ma.Schema):
+    """A bottle (``container_id`` or ``label_code``) or a whole lot (``lot_id``) in quarantine."""
+
+    container_id = ma.fields.Integer(load_default=None)
+    label_code = ma.fields.String(load_default=None, validate=ma.validate.Length(max=64))
+    lot_id = ma.fields.Integer(load_default=None)
+    outcome = ma.fields.Enum(QuarantineOutcome, by_value=True, required=True)
+    reason = ma.fields.String(required=True, validate=ma.validate.Length(max=2000))
+    # The safe a released bottle goes back to.
+    to_location_id = ma.fields.Integer(load_default=None)
+    password = ma.fields.String(required=True, load_only=True)
+    unit_head = ma.fields.Nested(WitnessSchema, allow_none=True, load_default=None)
+
+
+class QuarantineDecisionSchema(ma.Schema):
+    id = ma.fields.Integer()
+    business_date = ma.fields.Date()
+    decided_at = ma.fields.AwareDateTime()
+    outcome = ma.fields.Function(lambda row: row.outcome.value)
+    lot_id = ma.fields.Integer()
+    container_id = ma.fields.Integer(allow_none=True)
+    label_code = ma.fields.Function(lambda row: row.container.label_code if row.container else None)
+    location_id = ma.fields.Integer()
+    quantity = ma.fields.Decimal(as_string=True)
+    entry_movement_id = ma.fields.Integer()
+    release_movement_id = ma.fields.Integer(allow_none=True)
+    anomaly_id = ma.fields.Integer(allow_none=True)
+    reason = ma.fields.String()
+    pharmacist_id = ma.fields.Integer()
+    unit_head_id = ma.fields.Integer()
+
+
+class QuarantinedItemSchema(ma.Schema):
+    location_id = ma.fields.Integer()
+    lot_id = ma.fields.Integer()
+    lot_number = ma.fields.String()
+    expiry_date = ma.fields.Date()
+    container_id = ma.fields.Integer(allow_none=True)
+    label_code = ma.fields.String(allow_none=True)
+    quantity = ma.fields.Decimal(as_string=True)
+    entry_movement_id = ma.fields.Integer(allow_none=True)
+    anomaly_id = ma.fields.Integer(allow_none=True)
+    anomaly_signed = ma.fields.Boolean()
+    decision = ma.fields.Nested(QuarantineDecisionSchema, allow_none=True)
 
 
 class VerifyLotSchema(PasswordSchema):
@@ -682,7 +750,8 @@ class Receipts(MethodView):
         quarantine with an anomaly record signed by the deliverer (name) and the receiver."""
         delivery = stock.DeliveryIn(
             location_id=data["location_id"], supplier=data["supplier"], delivery_note_no=data["delivery_note_no"],
-            deliverer_name=data["deliverer_name"], note=data["note"],
+            deliverer_name=data["deliverer_name"], deliverer_organisation=data["deliverer_organisation"],
+            note=data["note"],
             lots=tuple(_lot_in(item) for item in data["lots"]),
             anomalies=tuple(
                 (item["lot_index"], stock.AnomalyIn(item["kind"], item["description"], item["expected_quantity"],
@@ -720,8 +789,30 @@ class AnomalyCountersign(MethodView):
     @blp.arguments(PasswordSchema)
     @blp.response(200, AnomalySchema)
     def post(self, data, anomaly_id):
-        """The head of unit countersigns an anomaly record."""
+        """The head of unit (role ``unit_head``) countersigns an anomaly record."""
         return stock.countersign_anomaly(db(), context.actor(), anomaly_id, password=data["password"])
+
+
+@blp.route("/quarantine")
+class Quarantine(MethodView):
+    @blp.response(200, QuarantinedItemSchema(many=True))
+    def get(self):
+        """What the ledger holds in quarantine, each bottle with its anomaly record's state and the
+        signed decision on it (none while undecided)."""
+        user = _reader()
+        return stock.quarantined_items(db(), clinic_id=user.clinic_id)
+
+
+@blp.route("/quarantine/decisions")
+class QuarantineDecisions(MethodView):
+    @blp.arguments(QuarantineDecisionInSchema)
+    @blp.response(201, QuarantineDecisionSchema(many=True))
+    def post(self, data):
+        """Decide on a quarantined bottle or lot, signed by the pharmacist (``password``) and the head
+        of unit (``unit_head``): release to a safe (the bottle may then be issued), or keep it for
+        return to the supplier or destruction. One decision per stay in quarantine."""
+        unit_head = _witness(data.pop("unit_head"))
+        return stock.decide_quarantine(db(), context.actor(), unit_head=unit_head, **data)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -148,3 +148,22 @@ def test_nurse_sees_patients_in_the_menu_but_no_admin(as_user):
 
 def test_factories_still_work_for_admin_seed(session, clinic):
     assert factories.user(session, clinic, Role.ADMIN).has_role(Role.ADMIN)
+
+
+def test_the_head_of_unit_role_can_be_given_on_the_users_page(as_user, session):
+    admin = as_user("admin")
+    page = admin.client.get("/admin/users").get_data(as_text=True)
+    assert 'value="unit_head"' in page and "Trưởng đơn vị" in page
+    created = admin.client.post("/admin/users", data={
+        "csrf_token": csrf_token(page), "username": "truongdonvi9", "full_name": "BS. Trưởng Đơn Vị",
+        "password": "first-password", "roles": ["physician", "unit_head"]})
+    assert created.status_code == 302
+    user = session.scalar(select(User).where(User.username == "truongdonvi9"))
+    assert user.roles == {Role.PHYSICIAN, Role.UNIT_HEAD}
+    detail = admin.client.get(f"/admin/users/{user.id}").get_data(as_text=True)
+    assert admin.client.post(f"/admin/users/{user.id}/roles", data={
+        "csrf_token": csrf_token(detail), "roles": ["unit_head"]}).status_code == 302
+    session.expire_all()
+    assert session.get(User, user.id).roles == {Role.UNIT_HEAD}
+    listing = admin.client.get("/admin/users").get_data(as_text=True)
+    assert "Trưởng đơn vị" in listing

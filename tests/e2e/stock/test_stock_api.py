@@ -6,12 +6,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from openpyxl import load_workbook
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dispensing import stock
 from dispensing.models import (
     AuditEvent,
     MovementKind,
+    QuarantineDecision,
     ReceiptAnomaly,
     Reconciliation,
     ReconciliationStatus,
@@ -46,6 +47,7 @@ def test_the_openapi_document_lists_the_stock_and_report_endpoints(client):
     for path in ("/api/v1/stock/receipts", "/api/v1/stock/pumps/{location_id}/attach", "/api/v1/stock/waste",
                  "/api/v1/stock/corrections", "/api/v1/stock/reconciliations/close", "/api/v1/stock/balance",
                  "/api/v1/stock/destructions", "/api/v1/stock/anomalies/{anomaly_id}/countersign",
+                 "/api/v1/stock/quarantine", "/api/v1/stock/quarantine/decisions",
                  "/api/v1/reports/monthly", "/api/v1/reports/daily-register", "/api/v1/reports/stock-register",
                  "/api/v1/reports/patients/{patient_id}/dose-history"):
         assert path in paths, path
@@ -118,14 +120,21 @@ def test_corrections_and_anomaly_countersigning_through_the_api(client, world, s
         "movement_id": line.id, "delta": "-5", "reason": "x", "password": "not-my-password"})
     assert (wrong.status_code, wrong.get_json()["code"]) == (403, "REAUTH_FAILED")
     anomaly = world.session.scalar(select(ReceiptAnomaly))
-    assert client.post(f"{API}/anomalies/{anomaly.id}/countersign", json={"password": PASSWORD},
-                       headers=headers).status_code == 403  # a pharmacist is not head of unit
+    refused = client.post(f"{API}/anomalies/{anomaly.id}/countersign", json={"password": PASSWORD}, headers=headers)
+    assert (refused.status_code, refused.get_json()["code"]) == (403, "UNIT_HEAD_ROLE_REQUIRED")
     client.delete("/api/v1/session", headers=headers)
-    head = sign_in(world.admin)
+    admin = sign_in(world.admin)  # an administrator is not head of unit either
+    refused = client.post(f"{API}/anomalies/{anomaly.id}/countersign", json={"password": PASSWORD}, headers=admin)
+    assert (refused.status_code, refused.get_json()["code"]) == (403, "UNIT_HEAD_ROLE_REQUIRED")
+    client.delete("/api/v1/session", headers=admin)
+    head = sign_in(world.unit_head)
+    wrong = client.post(f"{API}/anomalies/{anomaly.id}/countersign", json={"password": "not-it"}, headers=head)
+    assert (wrong.status_code, wrong.get_json()["code"]) == (403, "REAUTH_FAILED")
     signed = client.post(f"{API}/anomalies/{anomaly.id}/countersign", json={"password": PASSWORD}, headers=head)
     assert signed.status_code == 200 and signed.get_json()["fully_signed"]
+    assert signed.get_json()["deliverer_organisation"] == "CTCP Dược Danapha"
     assert world.session.scalar(select(AuditEvent).where(AuditEvent.action == "stock.anomaly.signed",
-                                                         AuditEvent.actor_id == world.admin.id)) is not None
+                                                         AuditEvent.actor_id == world.unit_head.id)) is not None
 
 
 def test_refusals_are_json_with_codes(client, world, sign_in):
@@ -175,3 +184,67 @@ def test_reports_download_as_json_pdf_and_excel(client, world, sign_in):
     assert (register["summary"]["received"], register["summary"]["closing"]) == ("1000.000", "991.000")
     assert world.session.scalar(select(StockMovement.kind).where(StockMovement.dose_id.is_not(None))) \
         is MovementKind.DOSE
+
+
+def test_quarantine_decisions_through_the_api(client, world, sign_in):
+    broken = stock.AnomalyIn("broken_seal", "Niêm phong rách")
+    released, kept = world.receive("1000", "1000", anomaly=broken).quarantined
+    for anomaly in world.session.scalars(select(ReceiptAnomaly)):
+        stock.countersign_anomaly(world.session, world.unit_head, anomaly.id, password=PASSWORD, now=world.now)
+    headers = sign_in(world.pharmacist)
+    release = {"container_id": released.id, "outcome": "release", "reason": "Niêm phong phụ rách, chai nguyên",
+               "to_location_id": world.safe.id, "password": PASSWORD}
+
+    alone = client.post(f"{API}/quarantine/decisions", json=release, headers=headers)
+    assert (alone.status_code, alone.get_json()["code"]) == (422, "UNIT_HEAD_REQUIRED")
+    colleague = client.post(f"{API}/quarantine/decisions", headers=headers, json={
+        **release, "unit_head": {"username": world.pharmacist2.username, "password": PASSWORD}})
+    assert (colleague.status_code, colleague.get_json()["code"]) == (403, "UNIT_HEAD_ROLE_REQUIRED")
+    wrong = client.post(f"{API}/quarantine/decisions", headers=headers, json={
+        **release, "unit_head": {"username": world.unit_head.username, "password": "not-it"}})
+    assert (wrong.status_code, wrong.get_json()["code"]) == (403, "REAUTH_FAILED")
+    assert world.session.scalar(select(func.count()).select_from(QuarantineDecision)) == 0
+
+    release["unit_head"] = {"username": world.unit_head.username, "password": PASSWORD}
+    decided = client.post(f"{API}/quarantine/decisions", json=release, headers=headers)
+    assert decided.status_code == 201, decided.get_json()
+    (body,) = decided.get_json()
+    assert (body["outcome"], body["label_code"], body["quantity"], body["unit_head_id"]) == (
+        "release", released.label_code, "1000.000", world.unit_head.id)
+    again = client.post(f"{API}/quarantine/decisions", json=release, headers=headers)
+    assert (again.status_code, again.get_json()["code"]) == (409, "QUARANTINE_ALREADY_DECIDED")
+    assert world.session.scalar(select(AuditEvent).where(AuditEvent.action == "stock.quarantine.decided",
+                                                         AuditEvent.actor_id == world.unit_head.id)) is not None
+
+    listed = client.get(f"{API}/quarantine").get_json()
+    assert [(item["label_code"], item["decision"]) for item in listed] == [(kept.label_code, None)]
+    attached = client.post(f"{API}/pumps/{world.pumps[0].id}/attach", json={"label_code": released.label_code},
+                           headers=headers)
+    assert attached.status_code == 201, attached.get_json()
+    refused = client.post(f"{API}/pumps/{world.pumps[1].id}/attach", json={"label_code": kept.label_code},
+                          headers=headers)
+    assert (refused.status_code, refused.get_json()["code"]) == (422, "STOCK_QUARANTINED")
+
+    keep = client.post(f"{API}/quarantine/decisions", headers=headers, json={
+        "label_code": kept.label_code, "outcome": "destruction", "reason": "Nghi pha loãng", "password": PASSWORD,
+        "unit_head": {"username": world.unit_head.username, "password": PASSWORD}})
+    assert keep.status_code == 201 and keep.get_json()[0]["release_movement_id"] is None
+    listed = client.get(f"{API}/quarantine").get_json()
+    assert [(item["label_code"], item["decision"]["outcome"]) for item in listed] == [(kept.label_code, "destruction")]
+    # Kept for destruction: it is not returned to the supplier, and is destroyed with a witness.
+    returned = client.post(f"{API}/returns", headers=headers, json={
+        "location_id": world.quarantine.id, "container_id": kept.id, "reason": "Trả NCC", "password": PASSWORD})
+    assert (returned.status_code, returned.get_json()["code"]) == (422, "QUARANTINE_DECISION_MISMATCH")
+    assert returned.get_json()["message"].startswith("Quyết định đã ký đối với thuốc biệt trữ này")  # Vietnamese
+    destroyed = client.post(f"{API}/destructions", headers=headers, json={
+        "record_no": "BBH-API-1", "method": "Đốt tại lò", "reason": "Nghi pha loãng", "password": PASSWORD,
+        "items": [{"location_id": world.quarantine.id, "container_id": kept.id}],
+        "witness": {"username": world.pharmacist2.username, "password": PASSWORD}})
+    assert destroyed.status_code == 201, destroyed.get_json()
+    assert client.get(f"{API}/quarantine").get_json() == []
+    client.delete("/api/v1/session", headers=headers)
+    head = sign_in(world.unit_head)  # the head of unit reads quarantine but cannot decide alone
+    assert client.get(f"{API}/quarantine").status_code == 200
+    alone = client.post(f"{API}/quarantine/decisions", headers=head, json={
+        **release, "container_id": kept.id, "unit_head": None})
+    assert (alone.status_code, alone.get_json()["code"]) == (403, "PERMISSION_DENIED")

@@ -1,8 +1,12 @@
-"""Random sequences of receive / attach / dose / waste / transfer / correction / close / next day.
+"""Random sequences of receive (some with an anomaly, into quarantine) / quarantine decision /
+return or destruction out of quarantine / attach / dose / waste / transfer / correction / close /
+next day.
 
 After every step, at every location: the reconciliation's expected close (the §12 formula over the
 day's lines) equals the ledger balance, the snapshot-based balance equals a plain sum of lines, and
-every closed day is exactly as it was when it closed.
+every closed day is exactly as it was when it closed; nothing held in quarantine is ever offered for
+a pump; and every line that took stock out of quarantine is one its stay's decision allowed (the
+release's own transfer, a return when kept for return, a destruction when kept for destruction).
 """
 
 import os
@@ -22,6 +26,8 @@ from dispensing.models import (
     DiscrepancyReason,
     MeasureMethod,
     MovementKind,
+    QuarantineDecision,
+    QuarantineOutcome,
     Reconciliation,
     StockMovement,
 )
@@ -111,6 +117,7 @@ def make_machine(database):
             self.world = stock_world.build(self.session)
             self.locations = [self.world.safe, self.world.quarantine, *self.world.pumps]
             self.closed: list[ClosedDay] = []
+            self.records = 0
 
         def teardown(self):
             self.session.close()
@@ -196,6 +203,67 @@ def make_machine(database):
                 self.session.rollback()
                 _expect(error, "DAY_CLOSED")
 
+        @rule(index=st.integers(0, 10), outcome=st.sampled_from(list(QuarantineOutcome)))
+        def decide_quarantine(self, index, outcome):
+            undecided = [item for item in stock.quarantined_items(self.session, clinic_id=self.w.clinic.id)
+                         if item.decision is None and item.container_id is not None]
+            if not undecided:
+                return
+            item = undecided[index % len(undecided)]
+            if not item.anomaly_signed:
+                stock.countersign_anomaly(self.session, self.w.unit_head, item.anomaly_id, password=PASSWORD,
+                                          now=self.w.now)
+            release = outcome is QuarantineOutcome.RELEASE
+            try:
+                (decision,) = stock.decide_quarantine(
+                    self.session, self.w.pharmacist, outcome=outcome, reason="Quyết định", password=PASSWORD,
+                    unit_head=stock.Cosigner(self.w.unit_head.username, PASSWORD), container_id=item.container_id,
+                    to_location_id=self.w.safe.id, now=self.w.now)
+            except DomainError as error:
+                self.session.rollback()
+                _expect(error, "DAY_CLOSED")
+                assert release and (self._today_closed(self.w.safe) or self._today_closed(self.w.quarantine))
+                return
+            held = stock.balance(self.session, location_id=self.w.quarantine.id, container_id=item.container_id)
+            assert held == (0 if release else item.quantity)
+            assert decision.quantity == item.quantity
+
+        @rule(index=st.integers(0, 10),
+              way_out=st.sampled_from([QuarantineOutcome.RETURN_TO_SUPPLIER, QuarantineOutcome.DESTRUCTION]))
+        def leave_quarantine(self, index, way_out):
+            """Try to return or destroy a quarantined bottle, decided or not: it leaves only when its
+            stay's decision is that way out; otherwise the refusal names why."""
+            items = [item for item in stock.quarantined_items(self.session, clinic_id=self.w.clinic.id)
+                     if item.container_id is not None]
+            if not items:
+                return
+            item = items[index % len(items)]
+            allowed = item.decision is not None and item.decision.outcome is way_out
+            try:
+                if way_out is QuarantineOutcome.RETURN_TO_SUPPLIER:
+                    stock.return_to_supplier(self.session, self.w.pharmacist, location_id=item.location_id,
+                                             container_id=item.container_id, reason="Trả NCC", password=PASSWORD,
+                                             now=self.w.now)
+                else:
+                    self.records += 1
+                    stock.destroy_stock(
+                        self.session, self.w.pharmacist, record_no=f"BBH-{self.records}", method="Đốt",
+                        reason="Hỏng", items=[stock.DestructionItem(item.location_id, container_id=item.container_id)],
+                        password=PASSWORD, witness=self.w.witness(), now=self.w.now)
+            except DomainError as error:
+                self.session.rollback()
+                if allowed:
+                    _expect(error, "DAY_CLOSED")
+                    assert self._today_closed(self.w.quarantine)
+                elif item.decision is None:
+                    _expect(error, "QUARANTINE_DECISION_REQUIRED")
+                else:
+                    _expect(error, "QUARANTINE_DECISION_MISMATCH")
+                    assert error.params["outcome"] == item.decision.outcome.value
+                return
+            assert allowed, f"{item.label_code} left quarantine as {way_out} under {item.decision}"
+            assert stock.balance(self.session, location_id=item.location_id, container_id=item.container_id) == 0
+
         @rule(index=st.integers(0, 1000), delta=st.decimals(min_value=D("-5"), max_value=D("5"), places=2))
         def correct(self, index, delta):
             lines = self.session.scalars(select(StockMovement.id).where(
@@ -253,6 +321,34 @@ def make_machine(database):
             self.w.now += timedelta(days=1)
 
         # --- invariants --------------------------------------------------------------------
+
+        @invariant()
+        def quarantined_stock_is_never_offered(self):
+            held = {item.container_id for item in stock.quarantined_items(self.session, clinic_id=self.w.clinic.id)}
+            offered = {s.container_id for s in stock.suggest_bottles(
+                self.session, clinic_id=self.w.clinic.id, product_id=self.w.methadone.id, day=self.w.today)}
+            assert not held & offered
+
+        @invariant()
+        def stock_leaves_quarantine_only_as_decided(self):
+            m = StockMovement
+            allowed_kind = {QuarantineOutcome.RELEASE: MovementKind.TRANSFER,
+                            QuarantineOutcome.RETURN_TO_SUPPLIER: MovementKind.RETURN,
+                            QuarantineOutcome.DESTRUCTION: MovementKind.DESTRUCTION}
+            for line in self.session.scalars(select(m).where(
+                    m.from_location_id == self.w.quarantine.id,
+                    m.kind.not_in([MovementKind.CORRECTION, MovementKind.ADJUSTMENT]))):
+                entry = self.session.scalar(
+                    select(m).where(m.to_location_id == self.w.quarantine.id, m.lot_id == line.lot_id,
+                                    m.container_id == line.container_id, m.id < line.id,
+                                    m.kind.in_([MovementKind.RECEIPT, MovementKind.TRANSFER]))
+                    .order_by(m.id.desc()).limit(1))
+                decision = self.session.scalar(select(QuarantineDecision).where(
+                    QuarantineDecision.entry_movement_id == entry.id))
+                assert decision is not None, f"line {line.id} left quarantine undecided"
+                assert line.kind is allowed_kind[decision.outcome], (line.kind, decision.outcome)
+                if line.kind is MovementKind.TRANSFER:
+                    assert decision.release_movement_id == line.id
 
         @invariant()
         def ledger_and_closed_days_agree(self):

@@ -15,6 +15,7 @@ from dispensing.models import (
     DoseKind,
     MeasureMethod,
     MovementKind,
+    QuarantineOutcome,
     StockMovement,
 )
 from tests.stock_world import PASSWORD
@@ -100,9 +101,13 @@ def test_expired_lots_cannot_move_to_a_pump_or_counter(world):
                                container_id=bottle.id, now=tomorrow)
     assert _code(refused) == "LOT_EXPIRED"
     world.session.rollback()
-    # It can still go to quarantine and be returned.
+    # It can still go to quarantine and, once the pharmacist and the head of unit keep it for
+    # return, be returned.
     stock.transfer_stock(world.session, world.pharmacist, from_location_id=world.safe.id,
                          to_location_id=world.quarantine.id, container_id=bottle.id, now=tomorrow)
+    stock.decide_quarantine(world.session, world.pharmacist, outcome=QuarantineOutcome.RETURN_TO_SUPPLIER,
+                            reason="Hết hạn", password=PASSWORD, container_id=bottle.id, now=tomorrow,
+                            unit_head=stock.Cosigner(world.unit_head.username, PASSWORD))
     line = stock.return_to_supplier(world.session, world.pharmacist, location_id=world.quarantine.id,
                                     container_id=bottle.id, reason="Hết hạn", password=PASSWORD, now=tomorrow)
     assert (line.kind, line.quantity, line.to_location_id) == (MovementKind.RETURN, D("1000"), None)

@@ -15,6 +15,7 @@ from dispensing.models import (
     ReceiptAnomaly,
     Reminder,
     ReminderKind,
+    Role,
     StockMovement,
 )
 from tests.stock_world import PASSWORD
@@ -48,11 +49,12 @@ def test_a_bottle_with_an_anomaly_goes_to_quarantine_with_a_signed_record(world)
     assert stock.balance(world.session, location_id=world.quarantine.id) == D("1000")
     assert stock.balance(world.session, location_id=world.safe.id) == D("0")
     anomaly = world.session.scalar(select(ReceiptAnomaly))
-    assert (anomaly.kind, anomaly.container_id, anomaly.deliverer_name) == (
-        AnomalyKind.BROKEN_SEAL, bottle.id, "Nguyễn Văn Giao")
+    # The deliverer is an outside person: name and organisation (the supplier by default).
+    assert (anomaly.kind, anomaly.container_id, anomaly.deliverer_name, anomaly.deliverer_organisation) == (
+        AnomalyKind.BROKEN_SEAL, bottle.id, "Nguyễn Văn Giao", "CTCP Dược Danapha")
     assert anomaly.receiver_id == world.pharmacist.id and not anomaly.fully_signed
     reminder = world.session.scalar(select(Reminder).where(Reminder.kind == ReminderKind.ANOMALY_TO_SIGN))
-    assert reminder.subject_id == anomaly.id
+    assert (reminder.subject_id, reminder.for_role) == (anomaly.id, Role.UNIT_HEAD)
     # Quarantined stock never reaches a pump.
     assert stock.suggest_bottles(world.session, clinic_id=world.clinic.id, product_id=world.methadone.id,
                                  day=world.today) == []
@@ -65,15 +67,22 @@ def test_a_bottle_with_an_anomaly_goes_to_quarantine_with_a_signed_record(world)
                              to_location_id=world.safe.id, container_id=bottle.id, now=world.now)
     assert _codes(refused) == "QUARANTINE_RELEASE_NOT_ALLOWED"
 
-    # The head of unit countersigns; the receiver cannot, nor can it be signed twice.
-    with pytest.raises(PermissionDenied):
-        stock.countersign_anomaly(world.session, world.nurse, anomaly.id, password=PASSWORD)
+    # Only the head of unit countersigns (not a nurse, physician, administrator or pharmacist), with
+    # their password; the receiver cannot, nor can it be signed twice.
+    for other in (world.nurse, world.physician, world.admin, world.pharmacist2):
+        with pytest.raises(PermissionDenied) as refused:
+            stock.countersign_anomaly(world.session, other, anomaly.id, password=PASSWORD)
+        assert _codes(refused) == "UNIT_HEAD_ROLE_REQUIRED"
+        world.session.rollback()
     with pytest.raises(ReauthenticationFailed):
-        stock.countersign_anomaly(world.session, world.admin, anomaly.id, password="wrong-password")
-    stock.countersign_anomaly(world.session, world.admin, anomaly.id, password=PASSWORD, now=world.now)
+        stock.countersign_anomaly(world.session, world.unit_head, anomaly.id, password="wrong-password")
+    world.session.rollback()
+    assert not world.session.get(ReceiptAnomaly, anomaly.id).fully_signed
+    stock.countersign_anomaly(world.session, world.unit_head, anomaly.id, password=PASSWORD, now=world.now)
     assert anomaly.fully_signed and anomaly.unit_head_signed_at == world.now
+    assert anomaly.unit_head_id == world.unit_head.id
     with pytest.raises(Exception) as again:
-        stock.countersign_anomaly(world.session, world.physician, anomaly.id, password=PASSWORD)
+        stock.countersign_anomaly(world.session, world.unit_head, anomaly.id, password=PASSWORD)
     assert _codes(again) == "ANOMALY_ALREADY_SIGNED"
     payloads = world.session.scalars(
         select(AuditEvent.payload).where(AuditEvent.action == "stock.anomaly.signed").order_by(AuditEvent.seq)).all()
@@ -87,9 +96,12 @@ def test_a_shortage_against_the_delivery_note_is_recorded_without_quarantine(wor
     delivery = stock.DeliveryIn(
         location_id=world.safe.id, supplier="Danapha", delivery_note_no="PN-77", deliverer_name="Lê Giao",
         lots=(lot,), anomalies=((0, stock.AnomalyIn(AnomalyKind.SHORTAGE, "Thiếu 1 chai", D("2000"), D("1000"))),),
+        deliverer_organisation="  Công ty Vận tải Sao Mai ",
     )
     result = stock.receive_delivery(world.session, world.pharmacist, delivery, password=PASSWORD, now=world.now)
     assert [a.kind for a in result.anomalies] == [AnomalyKind.SHORTAGE]
+    assert [(a.deliverer_name, a.deliverer_organisation) for a in result.anomalies] == [
+        ("Lê Giao", "Công ty Vận tải Sao Mai")]
     assert result.quarantined == []
     assert stock.balance(world.session, location_id=world.safe.id) == D("1000")
 
