@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
-from dispensing import audit
+from dispensing import audit, rules
 from dispensing.accounts import hash_password
 from dispensing.clock import utcnow
 from dispensing.models import (
@@ -40,6 +40,8 @@ from dispensing.models import (
     Location,
     LocationKind,
     Lot,
+    MeasureMethod,
+    MedicationOrder,
     MovementKind,
     Order,
     OrderKind,
@@ -50,13 +52,28 @@ from dispensing.models import (
     Phase,
     Product,
     ProductKind,
+    Reconciliation,
+    ReconciliationStatus,
     Role,
     Sex,
     StockMovement,
+    StockSnapshot,
     User,
     UserRole,
 )
 from dispensing.names import search_key
+from dispensing.patients import raise_interaction_follow_ups
+from dispensing.rulebook import RuleBook
+from dispensing.settings import PROJECT_ROOT
+from dispensing.stock.ledger import LEDGER_QUANTUM, ZERO, Item, Term, Terms, term_for
+from dispensing.stock.reconciliation import (
+    Tolerance,
+    Worksheet,
+    allocate_variance,
+    variance_percent,
+    volume_from_weight,
+    within_tolerance,
+)
 
 DEMO_PASSWORD = "MMT-demo-2026"
 DEMO_USERS = [
@@ -68,6 +85,8 @@ DEMO_USERS = [
     ("dieuduong3", "Đặng Thu Hà", {Role.NURSE}),
     ("duocsi1", "DS. Hoàng Văn Nam", {Role.PHARMACIST}),
     ("duocsi2", "DS. Bùi Thị Mai", {Role.PHARMACIST}),
+    # Head of unit (trưởng đơn vị): countersigns anomaly records and quarantine decisions.
+    ("truongdonvi", "BS. Trịnh Quốc Khánh", {Role.UNIT_HEAD}),
 ]
 
 FAMILY = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô", "Dương", "Lý"]
@@ -77,6 +96,11 @@ GIVEN_M = ["An", "Bình", "Cường", "Dũng", "Hùng", "Hải", "Long", "Nam", 
 GIVEN_F = ["Hoa", "Lan", "Mai", "Hương", "Linh", "Trang", "Yến", "Thảo"]
 
 ML_PER_MG = Decimal("0.1")  # 10 mg/ml lots
+CALIBRATION_ML = Decimal("35.00")
+# Pump closes that find a small hao hụt (−) or dư thừa (+): drips, evaporation, a pump's last
+# hundredths. Only those within the clinic's tolerance are used; the others close exact.
+CLOSE_VARIANCES_ML = [Decimal(v) for v in ("-1.25", "-0.80", "-0.45", "-0.20", "0.30", "0.65")]
+CLOSE_VARIANCE_SHARE = 0.1
 
 
 @dataclass
@@ -85,9 +109,33 @@ class _Pump:
     device: Device
     location: Location
     nurse: User
-    balance: Decimal = Decimal(0)
     container: Container | None = None
-    attached_at: datetime | None = None
+    attachment: dict | None = None  # the ContainerAttachment row of the open bottle
+
+
+class _Books:
+    """The demo's running account of the lines it writes: what each location holds by lot/bottle
+    and the §12 terms of each location, product and day, so it can close its days as the
+    reconciliation service would (same terms, same worksheet) without reading the ledger back."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[int, int], dict[Item, Decimal]] = {}
+        self.terms: dict[tuple[int, int, date], Terms] = {}
+
+    def book(self, line: dict) -> None:
+        item = (line["lot_id"], line["container_id"])
+        quantity, kind = line["quantity"], line["kind"]
+        for location_id, enters in ((line["to_location_id"], True), (line["from_location_id"], False)):
+            if location_id is None:
+                continue
+            key = (location_id, line["product_id"])
+            held = self.held.setdefault(key, {})
+            held[item] = held.get(item, ZERO) + (quantity if enters else -quantity)
+            self.terms.setdefault((*key, line["business_date"]), Terms()).add(term_for(kind, enters), quantity, kind)
+
+    def items(self, location_id: int, product_id: int) -> dict[Item, Decimal]:
+        """Non-zero balances by lot/bottle now (what ``item_balances`` would return)."""
+        return {item: value for item, value in self.held.get((location_id, product_id), {}).items() if value != 0}
 
 
 @dataclass
@@ -135,14 +183,20 @@ def seed(
     today: date | None = None,
     seed_value: int = 20261122,
     photos: bool = True,
+    closed_until: date | None = None,
 ) -> str:
-    """Load the demo clinic into an empty database (flushed, not committed) and return a summary."""
+    """Load the demo clinic into an empty database (flushed, not committed) and return a summary.
+
+    Every day up to ``closed_until`` (default yesterday) is closed at every location that held
+    stock, as a clinic closes each evening; today stays open.
+    """
     rng = random.Random(seed_value)
     tz_name = settings.clinic_timezone if settings else "Asia/Ho_Chi_Minh"
     tz = ZoneInfo(tz_name)
     now = utcnow()
     today = today or now.astimezone(tz).date()
     start = today - timedelta(days=days)
+    closed_until = min(closed_until or today - timedelta(days=1), today - timedelta(days=1))
 
     clinic = Clinic(code="HN-DD", name="Cơ sở điều trị Methadone Đống Đa", timezone=tz_name)
     session.add(clinic)
@@ -228,16 +282,30 @@ def seed(
     session.add(counter_shelf)
     session.flush()
 
-    movements: list[StockMovement] = []
+    movements: list[dict] = []
+    books = _Books()
+    # Explicit ids keep the bulk inserts batched (RETURNING would go row by row on SQLite) and let
+    # attachments and closes name their lines; PostgreSQL sequences are moved past them at the end.
+    next_id = {
+        model: (session.scalar(select(func.max(model.id))) or 0) + 1
+        for model in (Assessment, Dose, StockMovement, Reconciliation, ContainerAttachment)
+    }
+
+    def new_id(model) -> int:
+        next_id[model] += 1
+        return next_id[model] - 1
 
     def move(kind, day, at, lot, quantity, *, container=None, src=None, dst=None, dose_id=None, reason=None,
-             witness=None, product=methadone, by=pharmacist):
-        movements.append(dict(
-            clinic_id=clinic.id, business_date=day, occurred_at=at, kind=kind, product_id=product.id,
-            lot_id=lot.id, container_id=container.id if container else None,
+             witness=None, product=methadone, by=pharmacist) -> int:
+        line = dict(
+            id=new_id(StockMovement), clinic_id=clinic.id, business_date=day, occurred_at=at, kind=kind,
+            product_id=product.id, lot_id=lot.id, container_id=container.id if container else None,
             from_location_id=src.id if src else None, to_location_id=dst.id if dst else None,
-            quantity=quantity, dose_id=dose_id, reason=reason, recorded_by_id=by.id,
-            witness_id=witness.id if witness else None, created_at=now))
+            quantity=Decimal(quantity).quantize(LEDGER_QUANTUM), dose_id=dose_id, reason=reason,
+            recorded_by_id=by.id, witness_id=witness.id if witness else None, created_at=now)
+        movements.append(line)
+        books.book(line)
+        return line["id"]
 
     def flush_movements():
         if movements:
@@ -268,6 +336,155 @@ def seed(
         move(MovementKind.TRANSFER, receipt_day, receipt_at + timedelta(minutes=30), lot, Decimal("200"),
              src=safe, dst=counter_shelf, product=product)
     next_bottle = iter(bottles)
+    locations = [safe, quarantine, *(pump.location for pump in pumps), counter_shelf]
+    all_products = [methadone, *unit_products]
+    reconciliations: list[dict] = []
+    snapshots: list[dict] = []
+    attachments: list[dict] = []
+    opened: set[int] = set()  # bottles that have been open on a pump
+    close_rng = random.Random(seed_value + 1)  # closes draw apart, so the dose history stays the same
+    tolerance = Tolerance(pct=clinic.reconcile_tolerance_pct, absolute=clinic.reconcile_tolerance_ml)
+
+    def bottle_left(pump: _Pump) -> Decimal:
+        if pump.container is None:
+            return ZERO
+        return books.items(pump.location.id, methadone.id).get((pump.container.lot_id, pump.container.id), ZERO)
+
+    def swap_bottle(pump: _Pump, day: date, at: datetime) -> None:
+        """Take the pump's open bottle off, what is left in it back to the safe (as
+        ``stock.detach_container``), and open the next sealed bottle on it, its whole content moved
+        from the safe (as ``stock.attach_container``): a pump has one open bottle."""
+        if pump.container is not None:
+            old, remaining = pump.container, bottle_left(pump)
+            line_id = None
+            if remaining > 0:
+                line_id = move(MovementKind.TRANSFER, day, at, lot_by_id[old.lot_id], remaining, container=old,
+                               src=pump.location, dst=safe, reason="detach")
+            pump.attachment.update(detached_at=at, detached_by_id=pharmacist.id, remaining=remaining,
+                                   detach_movement_id=line_id)
+            audit.record(session, "stock.container.detached", actor_id=pharmacist.id, clinic_id=clinic.id,
+                         entity_type="ContainerAttachment", entity_id=pump.attachment["id"], at=at,
+                         data={"label_code": old.label_code, "remaining": remaining})
+            at += timedelta(minutes=1)
+        bottle = next(next_bottle)
+        in_safe = [container_id for (_lot, container_id), amount in books.items(safe.id, methadone.id).items()
+                   if container_id is not None and amount > 0]
+        by_id = {b.id: b for b in bottles}
+        fefo = min(in_safe, key=lambda c: (lot_by_id[by_id[c].lot_id].expiry_date, c not in opened,
+                                           by_id[c].label_code))
+        quantity = books.items(safe.id, methadone.id)[(bottle.lot_id, bottle.id)]
+        line_id = move(MovementKind.TRANSFER, day, at, lot_by_id[bottle.lot_id], quantity, container=bottle,
+                       src=safe, dst=pump.location, reason="attach")
+        pump.container = bottle
+        pump.attachment = dict(
+            id=new_id(ContainerAttachment), clinic_id=clinic.id, container_id=bottle.id,
+            location_id=pump.location.id, attached_at=at, attached_by_id=pharmacist.id, attach_movement_id=line_id,
+            detached_at=None, detached_by_id=None, remaining=None, detach_movement_id=None, created_at=now)
+        attachments.append(pump.attachment)
+        opened.add(bottle.id)
+        audit.record(session, "stock.container.attached", actor_id=pharmacist.id, clinic_id=clinic.id,
+                     entity_type="ContainerAttachment", entity_id=pump.attachment["id"], at=at,
+                     data={"label_code": bottle.label_code, "location_id": pump.location.id, "quantity": quantity,
+                           "fefo_first": fefo == bottle.id})
+
+    def morning(pump: _Pump, day: date) -> None:
+        """The pharmacist's morning at a pump: a bottle that cannot give the calibration liquid is
+        changed, then the pump is calibrated gravimetrically and the liquid booked as waste."""
+        if bottle_left(pump) < CALIBRATION_ML:
+            swap_bottle(pump, day, _local(day, time(5, 50), tz))
+        at = _calibrate(session, pump, day, tz, pharmacist, rng)
+        move(MovementKind.CALIBRATION, day, at, lot_by_id[pump.container.lot_id], CALIBRATION_ML,
+             container=pump.container, src=pump.location, reason="Dịch hiệu chuẩn bơm")
+
+    def close_books(day: date) -> None:
+        """Close ``day`` at every location and product that held or moved stock, as the
+        pharmacist does each evening with ``stock.close_day``: worksheet, measured close (pumps
+        weighed on the balance, the safe's liquid by volume, tablets counted), the variance as
+        hao hụt / dư thừa adjustment lines, a snapshot of every lot/bottle, locked and signed."""
+        if day > closed_until:
+            return
+        at = _local(day, time(17, 30), tz)
+        for location in sorted(locations, key=lambda loc: loc.id):
+            for product in sorted(all_products, key=lambda prod: prod.id):
+                terms = books.terms.get((location.id, product.id, day), Terms())
+                items = books.items(location.id, product.id)
+                sheet = Worksheet(
+                    location_id=location.id, product_id=product.id, business_date=day,
+                    opening=sum(items.values(), ZERO) - terms.net, received=terms[Term.RECEIVED],
+                    transferred_in=terms[Term.TRANSFERRED_IN], transferred_out=terms[Term.TRANSFERRED_OUT],
+                    issued=terms[Term.ISSUED], waste=terms[Term.WASTE], other_out=terms[Term.OTHER_OUT],
+                    adjusted=terms.adjusted, issued_by_kind={})
+                if not sheet.active:
+                    continue
+                at += timedelta(minutes=2)
+                _close(location, product, day, at, sheet, items)
+
+    def _close(location, product, day, at, sheet, items) -> None:
+        expected = sheet.expected_close
+        pump = next((p for p in pumps if p.location is location), None)
+        lots_held = sorted({lot_id for (lot_id, _c), amount in items.items() if amount > 0})
+        densities = {lot_by_id[lot_id].density_g_per_ml for lot_id in lots_held if lot_id in lot_by_id}
+        variance = ZERO
+        if pump is not None and close_rng.random() < CLOSE_VARIANCE_SHARE:
+            candidate = close_rng.choice(CLOSE_VARIANCES_ML)
+            if within_tolerance(candidate, sheet.base, tolerance) and expected + candidate >= 0:
+                variance = candidate
+        measured = expected + variance
+        if product.kind is ProductKind.UNIT_DOSE:
+            method = MeasureMethod.COUNT
+        elif pump is not None and len(densities) == 1 and len(lots_held) == len(densities):
+            method = MeasureMethod.BALANCE
+        else:
+            method = MeasureMethod.CYLINDER
+        if method is MeasureMethod.BALANCE:
+            # The bottle on the balance: its net weight to the balance's 0.01 g, back to ml by the
+            # lot's density exactly as the service does (density > 1 g/ml, so no ml is lost).
+            density = densities.pop()
+            measured, detail = volume_from_weight((measured * density).quantize(Decimal("0.01")), density)
+            detail["method"] = method.value
+            detail["lot_ids"] = lots_held
+        else:
+            detail = {"method": method.value, "value": str(measured)}
+        variance = measured - expected
+        within = within_tolerance(variance, sheet.base, tolerance)
+        if not within:  # pragma: no cover - only variances within tolerance are drawn
+            raise AssertionError("demo close outside tolerance")
+        row_id = new_id(Reconciliation)
+        attached = (pump.container.lot_id, pump.container.id) if pump is not None and pump.container else None
+        after = dict(items)
+        for (lot_id, container_id), amount in allocate_variance(
+            variance, items, attached=attached, fallback=None,
+            expiry={lot.id: lot.expiry_date for lot in [*lots, *unit_lots]},
+        ):
+            lot = next(lot for lot in [*lots, *unit_lots] if lot.id == lot_id)
+            move(MovementKind.ADJUSTMENT, day, at, lot, abs(amount), product=product,
+                 container=next((b for b in bottles if b.id == container_id), None),
+                 src=location if amount < 0 else None, dst=location if amount > 0 else None,
+                 reason=f"reconciliation {row_id}")
+            after[(lot_id, container_id)] = after.get((lot_id, container_id), ZERO) + amount
+        reconciliations.append(dict(
+            id=row_id, clinic_id=clinic.id, location_id=location.id, product_id=product.id, business_date=day,
+            status=ReconciliationStatus.CLOSED, opening=sheet.opening, received=sheet.received,
+            transferred_in=sheet.transferred_in, transferred_out=sheet.transferred_out, issued=sheet.issued,
+            waste=sheet.waste, other_out=sheet.other_out, adjusted=sheet.adjusted, expected_close=expected,
+            measured_close=measured, measure_method=method, measure_detail=detail, variance=variance,
+            variance_pct=variance_percent(variance, sheet.base), within_tolerance=within,
+            loss=-variance if variance < 0 else ZERO, surplus=variance if variance > 0 else ZERO,
+            discrepancy_reason=None, investigation_note=None, closed_by_id=pharmacist.id, witness_id=None,
+            closed_at=at, created_at=now))
+        snapshots.extend(
+            dict(clinic_id=clinic.id, location_id=location.id, product_id=product.id, business_date=day,
+                 lot_id=lot_id, container_id=container_id, balance=value)
+            for (lot_id, container_id), value in sorted(after.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0))
+            if value != 0
+        )
+        audit.record(session, "stock.reconciliation.signed", actor_id=pharmacist.id, clinic_id=clinic.id,
+                     entity_type="Reconciliation", entity_id=row_id, at=at,
+                     data={"role": "pharmacist", "business_date": day, "location_id": location.id,
+                           "expected_close": expected, "measured_close": measured, "variance": variance,
+                           "within_tolerance": within})
+
+    close_books(receipt_day)
 
     # Patients and their plans.
     phases = ([Phase.INDUCTION] * max(1, patients * 6 // 100) + [Phase.TITRATION] * max(1, patients * 15 // 100)
@@ -314,7 +531,7 @@ def seed(
         else:
             treatment_start = today - timedelta(days=rng.randint(90, 2500))
         patient = Patient(
-            clinic_id=clinic.id, code=f"HNDD-{i + 1:05d}", card_barcode=f"P{i + 1:06d}", full_name=name,
+            clinic_id=clinic.id, code=f"{clinic.code}-{i + 1:05d}", card_barcode=f"P{i + 1:06d}", full_name=name,
             search_name=search_key(name), sex=Sex.FEMALE if female else Sex.MALE,
             date_of_birth=date(rng.randint(1965, 2000), rng.randint(1, 12), rng.randint(1, 28)),
             treatment_start_date=treatment_start, hiv=rng.random() < 0.15, tb=rng.random() < 0.04,
@@ -376,10 +593,33 @@ def seed(
         patient_rows.append((patient, plan, pump))
 
     # A few patients who have just started an interacting drug, so watch flags show up.
+    # The rules raise their physician task and watch flag, as when a physician records the drug.
+    rule_set = RuleBook(settings.rules_dir if settings else PROJECT_ROOT / "config" / "rules").for_clinic(clinic)
     for patient, _plan, _pump in patient_rows[5:8]:
-        meds.append(ConcomitantMedication(patient_id=patient.id, drug_name=rng.choice(["efavirenz", "rifampicin"]),
-                                          started_on=today - timedelta(days=rng.randint(2, 9)),
+        drug, started_on = rng.choice(["efavirenz", "rifampicin"]), today - timedelta(days=rng.randint(2, 9))
+        meds.append(ConcomitantMedication(patient_id=patient.id, drug_name=drug, started_on=started_on,
                                           recorded_by_id=physicians[1].id))
+        raise_interaction_follow_ups(session, patient, rules.evaluate_medication_change(
+            rule_set, rules.MedicationChange(drug, rules.MedicationChangeKind.STARTED, started_on)))
+    # Unit-dose medicines given at the counter: TLD for patients living with HIV (at least two, so
+    # the counter always has some to show), isoniazid preventive therapy for those with TB.
+    units_by_code = {p.code: p for p in unit_products}
+    if sum(1 for row in patient_rows if row[0].hiv) < 2:
+        for patient, _plan, _pump in patient_rows[-2:]:
+            if not patient.hiv:
+                patient.hiv = True
+                meds.append(ConcomitantMedication(patient_id=patient.id, drug_name="TLD",
+                                                  started_on=patient.treatment_start_date,
+                                                  recorded_by_id=physicians[0].id))
+    for patient, _plan, _pump in patient_rows:
+        for wanted, code in ((patient.hiv, "TLD"), (patient.tb, "INH300")):
+            if wanted:
+                session.add(MedicationOrder(
+                    clinic_id=clinic.id, patient_id=patient.id, product_id=units_by_code[code].id,
+                    units_per_administration=Decimal("1"), administrations_per_day=1,
+                    valid_from=max(patient.treatment_start_date, start), valid_until=today + timedelta(days=27),
+                    instructions="Uống 1 viên tại quầy, có giám sát", signed_by_id=physicians[0].id,
+                    signed_at=_local(start - timedelta(days=1), time(15), tz)))
     session.add_all(ecgs + meds)
 
     # Recent runs of missed days for some maintenance patients: 3, 4, 5 and 31 days.
@@ -388,22 +628,13 @@ def seed(
     for (patient, _plan, _pump), run in zip(maintenance_rows[10:18], [3, 3, 4, 4, 5, 6, 31, 2], strict=False):
         missed_runs[patient.id] = {today - timedelta(days=k) for k in range(1, run + 1)}
 
-    # Dose history up to yesterday; each morning the pharmacist calibrates and fills the pumps.
-    next_id = {
-        model: (session.scalar(select(func.max(model.id))) or 0) + 1 for model in (Assessment, Dose)
-    }
+    # Dose history up to yesterday; each morning the pharmacist calibrates the pumps, and each
+    # evening closes the day (chốt sổ). Today stays open for the demo pharmacist to close.
     doses = 0
     for day_offset in range(days):
         day = start + timedelta(days=day_offset)
         for pump in pumps:
-            _calibrate(session, pump, day, tz, pharmacist, move, lots, rng)
-            if pump.balance < Decimal(600):
-                bottle = next(next_bottle)
-                pump.container = bottle
-                pump.attached_at = _local(day, time(6, 10), tz)
-                move(MovementKind.TRANSFER, day, pump.attached_at, lot_by_id[bottle.lot_id],
-                     Decimal("1000"), container=bottle, src=safe, dst=pump.location, reason="Cấp ra bơm")
-                pump.balance += Decimal(1000)
+            morning(pump, day)
         assessments, dose_rows, dose_pumps = [], [], []
         for patient, plan, pump in patient_rows:
             if day not in plan.days or day in missed_runs.get(patient.id, ()) or rng.random() < 0.02:
@@ -420,52 +651,54 @@ def seed(
                     clinic_id=clinic.id, patient_id=patient.id, order_id=order.id, part_no=part_no,
                     business_date=day, kind=DoseKind.OBSERVED, state=DoseState.COMPLETED,
                     idempotency_key=f"demo-{patient.id}-{day.isoformat()}-{part_no}", product_id=methadone.id,
-                    lot_id=pump.container.lot_id, container_id=pump.container.id, counter_id=pump.counter.id,
+                    lot_id=None, container_id=None, counter_id=pump.counter.id,
                     device_id=pump.device.id, planned_mg=mg, planned_ml=ml, delivered_ml=ml,
                     nurse_id=pump.nurse.id, requested_at=at, finished_at=at + timedelta(seconds=35),
                     created_at=now))
                 dose_pumps.append(pump)
-                pump.balance -= ml
         if dose_rows:
-            # Explicit ids keep these inserts batched (RETURNING would go row by row on SQLite);
-            # PostgreSQL sequences are moved past them at the end.
             for row, assessment in zip(dose_rows, assessments, strict=True):
-                assessment["id"] = row["assessment_id"] = next_id[Assessment]
-                row["id"] = next_id[Dose]
-                next_id[Assessment] += 1
-                next_id[Dose] += 1
+                assessment["id"] = row["assessment_id"] = new_id(Assessment)
+                row["id"] = new_id(Dose)
+            # Each pump gives its doses in time order from its open bottle; when the bottle cannot
+            # give the next dose, it is changed just before it.
+            for pump in pumps:
+                previous_end = None
+                for row in sorted((r for r, p in zip(dose_rows, dose_pumps, strict=True) if p is pump),
+                                  key=lambda r: (r["requested_at"], r["id"])):
+                    if bottle_left(pump) < row["delivered_ml"]:
+                        swap_at = row["requested_at"] - timedelta(minutes=2)
+                        swap_bottle(pump, day, max(swap_at, previous_end) if previous_end else swap_at)
+                    row["lot_id"], row["container_id"] = pump.container.lot_id, pump.container.id
+                    move(MovementKind.DOSE, day, row["finished_at"], lot_by_id[row["lot_id"]], row["delivered_ml"],
+                         container=pump.container, src=pump.location, dose_id=row["id"], by=pump.nurse)
+                    previous_end = row["finished_at"]
             session.execute(insert(Assessment), assessments)
             session.execute(insert(Dose), dose_rows)
-            dose_ids = [row["id"] for row in dose_rows]
             events = []
-            for row, dose_id, pump in zip(dose_rows, dose_ids, dose_pumps, strict=True):
-                finished = row["finished_at"]
-                events.append(dict(dose_id=dose_id, state=DoseState.REQUESTED, occurred_at=row["requested_at"],
+            for row in dose_rows:
+                events.append(dict(dose_id=row["id"], state=DoseState.REQUESTED, occurred_at=row["requested_at"],
                                    user_id=row["nurse_id"], detail=None, created_at=now))
-                events.append(dict(dose_id=dose_id, state=DoseState.COMPLETED, occurred_at=finished,
+                events.append(dict(dose_id=row["id"], state=DoseState.COMPLETED, occurred_at=row["finished_at"],
                                    user_id=row["nurse_id"], detail={"measured_ml": str(row["delivered_ml"])},
                                    created_at=now))
-                move(MovementKind.DOSE, day, finished, lot_by_id[row["lot_id"]], row["delivered_ml"],
-                     container=pump.container, src=pump.location, dose_id=dose_id, by=pump.nurse)
             session.execute(insert(DoseEvent), events)
             doses += len(dose_rows)
+        close_books(day)
         flush_movements()
-    # Calibrate the pumps for today as well, so the counters can work this morning, and open the
-    # bottle each pump is using (a pump dispenses from its one open bottle).
+    # Calibrate the pumps for today as well, so the counters can work this morning; each pump has
+    # its one open bottle. Today is not closed.
     for pump in pumps:
-        _calibrate(session, pump, today, tz, pharmacist, move, lots, rng)
-        if pump.container is None:
-            bottle = next(next_bottle)
-            pump.container, pump.attached_at = bottle, _local(today, time(6, 10), tz)
-            move(MovementKind.TRANSFER, today, pump.attached_at, lot_by_id[bottle.lot_id], Decimal("1000"),
-                 container=bottle, src=safe, dst=pump.location, reason="Cấp ra bơm")
-        session.add(ContainerAttachment(clinic_id=clinic.id, container_id=pump.container.id,
-                                        location_id=pump.location.id, attached_at=pump.attached_at,
-                                        attached_by_id=pharmacist.id))
+        morning(pump, today)
     flush_movements()
     session.flush()
+    # After the lines they name: attachments (attach/detach lines), closes and their snapshots.
+    for model, rows in ((ContainerAttachment, attachments), (Reconciliation, reconciliations),
+                        (StockSnapshot, snapshots)):
+        if rows:
+            session.execute(insert(model), rows)
     if session.get_bind().dialect.name == "postgresql":
-        for table in ("assessment", "dose"):
+        for table in ("assessment", "dose", "stock_movement", "reconciliation", "container_attachment"):
             sql = f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # noqa: S608 - constant table names
             session.execute(text(sql))
 
@@ -475,8 +708,9 @@ def seed(
             f"{len(orders)} orders, {doses} doses over {days} days; password for every demo user: {DEMO_PASSWORD}")
 
 
-def _calibrate(session, pump: _Pump, day: date, tz, pharmacist, move, lots, rng) -> None:
-    """Record the morning gravimetric calibration of a pump and book its liquid as waste."""
+def _calibrate(session, pump: _Pump, day: date, tz, pharmacist, rng) -> datetime:
+    """Record the morning gravimetric calibration of a pump and return when it was done (its
+    liquid is booked as waste by the caller)."""
     at = _local(day, time(6, 0), tz)
     replicates = []
     for nominal in (Decimal("5.00"), Decimal("10.00"), Decimal("20.00")):
@@ -486,10 +720,6 @@ def _calibrate(session, pump: _Pump, day: date, tz, pharmacist, move, lots, rng)
         device_id=pump.device.id, method=CalibrationMethod.GRAVIMETRIC, performed_at=at,
         performed_by_id=pharmacist.id, factor=Decimal("1.000000"), mean_error_pct=Decimal("0.2"),
         cv_pct=Decimal("0.4"), passed=True, valid_until=_local(day + timedelta(days=1), time(0), tz),
-        liquid_used_ml=Decimal("35.00"), replicates=replicates,
+        liquid_used_ml=CALIBRATION_ML, replicates=replicates,
     ))
-    if pump.container is not None and pump.balance >= Decimal(35):
-        lot = next(lot for lot in lots if lot.id == pump.container.lot_id)
-        move(MovementKind.CALIBRATION, day, at, lot, Decimal("35.00"), container=pump.container,
-             src=pump.location, reason="Dịch hiệu chuẩn bơm")
-        pump.balance -= Decimal(35)
+    return at

@@ -206,7 +206,8 @@ def record_ecg(session: Session, actor: User, patient_id: int, taken_on: date, q
     return ecg
 
 
-def _raise_follow_ups(session: Session, patient: Patient, outcome: rules.InteractionOutcome) -> None:
+def raise_interaction_follow_ups(session: Session, patient: Patient, outcome: rules.InteractionOutcome) -> None:
+    """Add the physician tasks and watch flags an interaction outcome asks for (not committed)."""
     for task in outcome.tasks:
         session.add(ClinicalTask(
             clinic_id=patient.clinic_id, patient_id=patient.id, code=task.code.value, due_on=task.due_on,
@@ -234,7 +235,7 @@ def start_medication(session: Session, actor: User, rule_set: rules.RuleSet, pat
     session.add(medication)
     outcome = rules.evaluate_medication_change(
         rule_set, rules.MedicationChange(drug_name, rules.MedicationChangeKind.STARTED, started_on))
-    _raise_follow_ups(session, patient, outcome)
+    raise_interaction_follow_ups(session, patient, outcome)
     audit.record(session, "medication.started", actor_id=actor.id, clinic_id=patient.clinic_id,
                  entity=medication, data={"drug": drug_name, "interacting": outcome.drug is not None})
     session.commit()
@@ -257,7 +258,7 @@ def stop_medication(session: Session, actor: User, rule_set: rules.RuleSet, medi
     medication.stopped_on = stopped_on
     outcome = rules.evaluate_medication_change(
         rule_set, rules.MedicationChange(medication.drug_name, rules.MedicationChangeKind.STOPPED, stopped_on))
-    _raise_follow_ups(session, patient, outcome)
+    raise_interaction_follow_ups(session, patient, outcome)
     audit.record(session, "medication.stopped", actor_id=actor.id, clinic_id=patient.clinic_id,
                  entity=medication, data={"drug": medication.drug_name})
     session.commit()
