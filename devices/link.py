@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - Windows
 import serial
 import structlog
 
-from devices.errors import PortLost, PortUnavailable
+from devices.errors import FramingError, NoReply, PortLost, PortUnavailable, ProtocolError
 from devices.transcript import Transcript
 
 log = structlog.get_logger(__name__)
@@ -122,6 +122,28 @@ class SerialLink:
                 raise PortLost(f"{self.name}: read failed: {exc}") from exc
             if time.monotonic() >= deadline:
                 return b""
+
+    def read_until(self, terminator: bytes, deadline: float, *, limit: int) -> bytes:
+        """Return the bytes read until ``terminator`` has arrived (with anything that came in the
+        same read after it). Raises NoReply when nothing arrives before ``deadline``, FramingError
+        when only part of a reply does, ProtocolError past ``limit`` bytes, PortLost."""
+        buffer = b""
+        while terminator not in buffer:
+            chunk = self.read_some(deadline)
+            if not chunk:
+                if buffer:
+                    raise FramingError("reply line incomplete")
+                raise NoReply(f"{self.name}: no reply")
+            buffer += chunk
+            if len(buffer) > limit:
+                raise ProtocolError("reply line too long")
+        return buffer
+
+    def drain(self, seconds: float) -> None:
+        """Read and drop whatever arrives within ``seconds``: the stragglers of a failed exchange."""
+        deadline = time.monotonic() + seconds
+        while self.read_some(deadline):
+            pass
 
     def read_available(self) -> bytes:
         """Return whatever is already buffered without waiting."""

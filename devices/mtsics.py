@@ -252,17 +252,7 @@ class MtSicsBalance:
                     self._settle()
 
     def _read_line(self) -> str:
-        deadline = time.monotonic() + self.settings.reply_timeout_s
-        buffer = b""
-        while b"\r\n" not in buffer:
-            chunk = self._link.read_some(deadline)
-            if not chunk:
-                if buffer:
-                    raise FramingError("reply line incomplete")
-                raise NoReply(f"{self.device_id}: no reply")
-            buffer += chunk
-            if len(buffer) > 256:
-                raise ProtocolError("reply line too long")
+        buffer = self._link.read_until(b"\r\n", time.monotonic() + self.settings.reply_timeout_s, limit=256)
         line, _, rest = buffer.partition(b"\r\n")
         if rest:
             raise ProtocolError("extra bytes after the reply line")
@@ -272,6 +262,4 @@ class MtSicsBalance:
             raise ProtocolError("reply is not ASCII") from exc
 
     def _settle(self) -> None:
-        deadline = time.monotonic() + min(0.05, self.settings.reply_timeout_s / 4)
-        while self._link.read_some(deadline):
-            pass
+        self._link.drain(min(0.05, self.settings.reply_timeout_s / 4))

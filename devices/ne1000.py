@@ -227,9 +227,7 @@ class Ne1000Pump:
         with self._lock:
             self._link.write(b"\r")
             self._link.write(encode_basic(f"{self.settings.address:02d}SAF{timeout}"))
-            deadline = time.monotonic() + self.settings.reply_timeout_s
-            while self._link.read_some(deadline):
-                pass
+            self._link.drain(self.settings.reply_timeout_s)
             self._decoder.reset()
             self._inbox.clear()
         self._command(f"SAF{timeout}", retries=1)
@@ -507,9 +505,7 @@ class Ne1000Pump:
 
     def _resync(self) -> None:
         """Let stragglers of a failed exchange arrive and drop them."""
-        deadline = time.monotonic() + min(0.05, self.settings.reply_timeout_s / 4)
-        while self._link.read_some(deadline):
-            pass
+        self._link.drain(min(0.05, self.settings.reply_timeout_s / 4))
         self._decoder.reset()
         self._inbox.clear()
 

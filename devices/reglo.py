@@ -274,18 +274,8 @@ class RegloIccPump:
         return data.decode("ascii")
 
     def _read_line(self) -> str:
-        deadline = time.monotonic() + self.settings.reply_timeout_s
-        buffer = b""
-        while not buffer.endswith(b"\r\n"):
-            chunk = self._link.read_some(deadline)
-            if not chunk:
-                if buffer:
-                    raise FramingError("reply line incomplete")
-                raise NoReply(f"{self.device_id}: no reply")
-            buffer += chunk
-            if len(buffer) > 256:
-                raise ProtocolError("reply line too long")
-        if buffer.count(b"\r\n") != 1:
+        buffer = self._link.read_until(b"\r\n", time.monotonic() + self.settings.reply_timeout_s, limit=256)
+        if buffer.count(b"\r\n") != 1 or not buffer.endswith(b"\r\n"):
             raise ProtocolError("more than one line in reply")
         line = buffer[:-2]
         if not line or any(b < 0x20 or b > 0x7E for b in line):
@@ -293,6 +283,4 @@ class RegloIccPump:
         return line.decode("ascii")
 
     def _settle(self) -> None:
-        deadline = time.monotonic() + min(0.05, self.settings.reply_timeout_s / 4)
-        while self._link.read_some(deadline):
-            pass
+        self._link.drain(min(0.05, self.settings.reply_timeout_s / 4))
