@@ -144,6 +144,9 @@ register("admin: clinic settings", "admin", "/admin/settings")
 
 
 def _load_area_modules() -> None:
+    # Run as ``python -m bench.pages`` this module is ``__main__``: area modules importing
+    # ``bench.pages`` must register into this very list, not into a second copy of the module.
+    sys.modules.setdefault("bench.pages", sys.modules[__name__])
     for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if module.name.startswith("pages_"):
             importlib.import_module(f"bench.{module.name}")

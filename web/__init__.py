@@ -74,7 +74,17 @@ def create_app(
     login_manager.init_app(app)
     login_manager.login_message = None
 
-    from web import admin, auth, health, home, patients, physician
+    from web import (
+        admin,
+        auth,
+        counter_screen,
+        health,
+        home,
+        patients,
+        pharmacy,
+        physician,
+        unit_head,
+    )
     from web.api import init_api
     from web.errors import install_error_handlers
     from web.formatting import install_filters
@@ -85,6 +95,9 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(patients.bp)
     app.register_blueprint(physician.bp)
+    app.register_blueprint(pharmacy.bp)
+    app.register_blueprint(counter_screen.bp)
+    app.register_blueprint(unit_head.bp)
     install_filters(app)
     init_api(app)
     install_error_handlers(app)

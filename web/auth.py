@@ -59,12 +59,22 @@ def role_required(*roles: Role):
     return decorate
 
 
+def _htmx_to_login():
+    """For an htmx request: send the whole page (not the fragment's target) to the login form."""
+    from urllib.parse import urlparse
+
+    page = urlparse(request.headers.get("HX-Current-URL", "")).path or "/"
+    return "", 401, {"HX-Redirect": url_for("auth.login", next=page)}
+
+
 @login_manager.unauthorized_handler
 def _unauthorized():
     if request.path.startswith("/api/"):
         from web.errors import error_response
 
         return error_response(401, "LOGIN_REQUIRED")
+    if request.headers.get("HX-Request") == "true":
+        return _htmx_to_login()
     return redirect(url_for("auth.login", next=request.path))
 
 
@@ -164,6 +174,10 @@ def install_idle_timeout(app) -> None:
                 from web.errors import error_response
 
                 return error_response(401, "SESSION_EXPIRED")
+            if request.headers.get("HX-Request") == "true":
+                return _htmx_to_login()
             return redirect(url_for("auth.login", next=request.path))
-        session["last_seen"] = now
+        # A page's own polling (dose progress, the counter queue) is not the user's activity.
+        if request.headers.get("X-Idle-Poll") != "1":
+            session["last_seen"] = now
         return None

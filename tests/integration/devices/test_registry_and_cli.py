@@ -24,7 +24,7 @@ def test_check_devices_with_project_config_identifies_every_device():
 
     text = out.getvalue()
     assert code == EXIT_OK, text
-    assert "counter-1 (Quầy 1)" in text
+    assert "Q1 (Quầy 1)" in text
     assert "pump     ne1000         OK     NE1000 fw 3.928; STOPPED, counter 0.000 ml" in text
     assert "balance  mt-sics        OK     XSR204 220 g s/n B812345678; 0.000 g (stable)" in text
     assert "pump     reglo-icc      OK     REGLO ICC fw 0208; STOPPED" in text
@@ -77,15 +77,15 @@ def test_check_devices_with_bad_config_is_exit_2():
 
 
 def test_open_counter_starts_coupled_simulators(clock, make_calibration):
-    with open_counter(CONFIG, "counter-1", clock=clock) as devices:
+    with open_counter(CONFIG, "Q1", clock=clock) as devices:
         assert isinstance(devices.pump, Ne1000Pump) and isinstance(devices.balance, MtSicsBalance)
-        assert devices.pump.device_id == "counter-1/pump"
+        assert devices.pump.device_id == "Q1/pump"
         assert devices.counter.pump.url.startswith("/dev/")
         check = GravimetricCheck(balance=devices.balance, density_g_per_ml=Decimal("1.000"))
         result = dispense(
             devices.pump,
             Decimal("3.00"),
-            calibration=make_calibration(pump_id="counter-1/pump"),
+            calibration=make_calibration(pump_id="Q1/pump"),
             ceiling_ml=Decimal("40"),
             clock=clock,
             gravimetric=check,
@@ -98,11 +98,11 @@ def test_open_counter_starts_coupled_simulators(clock, make_calibration):
 def test_start_counter_simulators_for_the_demo(clock):
     registry = load_registry(CONFIG)
     with start_counter_simulators(registry, clock=clock) as simulators:
-        scanner_sim = simulators["counter-1/scanner"]
+        scanner_sim = simulators["Q1/scanner"]
         assert isinstance(scanner_sim, ScannerSimulator)
         resolved = simulators.registry
         assert all(not device.simulated for device in resolved.devices())
-        with open_counter(resolved, "counter-1", clock=clock) as devices:
+        with open_counter(resolved, "Q1", clock=clock) as devices:
             assert devices.simulators == []
             scanner_sim.emit("P000123")
             scan = devices.scanner.read_scan(1)

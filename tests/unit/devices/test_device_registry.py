@@ -19,8 +19,8 @@ CONFIG = Path(__file__).resolve().parents[3] / "config" / "devices.toml"
 def test_project_config_loads_with_exact_decimals():
     registry = load_registry(CONFIG)
 
-    assert set(registry.counters) == {"counter-1", "counter-2"}
-    counter = registry.counter("counter-1")
+    assert set(registry.counters) == {"Q1", "Q2"}
+    counter = registry.counter("Q1")
     assert counter.name == "Quầy 1"
     pump = counter.pump.driver_settings()
     assert isinstance(pump, Ne1000Settings)
@@ -28,10 +28,10 @@ def test_project_config_loads_with_exact_decimals():
     assert pump.syringe_diameter_mm == Decimal("26.70")
     assert pump.safe_mode_timeout_s == 10
     assert isinstance(counter.balance.driver_settings(), MtSicsSettings)
-    assert isinstance(registry.counter("counter-2").pump.driver_settings(), RegloSettings)
-    assert registry.counter("counter-2").balance is None
+    assert isinstance(registry.counter("Q2").pump.driver_settings(), RegloSettings)
+    assert registry.counter("Q2").balance is None
     assert registry.wedge_separator == "|"
-    assert counter.pump.device_id == "counter-1/pump" and counter.pump.simulated
+    assert counter.pump.device_id == "Q1/pump" and counter.pump.simulated
 
 
 def test_toml_floats_become_decimals(tmp_path):
