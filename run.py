@@ -158,7 +158,7 @@ def cmd_run(settings, args) -> int:
             return code
     from dispensing.jobs.scheduler import start_background_scheduler
     from dispensing.rulebook import RuleBook
-    from web.counter_service import start_in_process_services
+    from web.counter_service import start_in_process_balance_services, start_in_process_services
 
     with _database(settings) as database:
         # Single-PC mode: the scheduler and one device service per counter (its pump; counters with
@@ -168,6 +168,8 @@ def cmd_run(settings, args) -> int:
         start_background_scheduler(database, rules_dir=settings.rules_dir)
         services = start_in_process_services(database, RuleBook(settings.rules_dir))
         print(f"device services: {', '.join(s.name for s in services) or 'no counter with a pump'}")
+        balances = start_in_process_balance_services(database)  # already started: the running ones
+        print(f"balance services: {', '.join(s.name for s in balances) or 'no counter with a balance'}")
         return cmd_serve(settings, args, database=database)
 
 

@@ -4,6 +4,11 @@ HTTP with its counter's token (``Authorization: Bearer …``). Standard library 
 The agent polls for work (it never holds a server thread waiting), reports PROGRAMMED before RUN,
 and keeps retrying a result until the server has it. A 4xx answer is final (``JobRefused``); any
 other failure (server down, 5xx, timeout) is retried.
+
+Next to the pump, the agent runs the counter's balance service (``devices.weighing``) in a thread:
+it polls ``weighings/next`` and reads the balance for the pharmacist's reconciliation worksheet.
+A ``sim://mt-sics`` balance is then a simulator inside the agent's process: the server's
+simulated-pan control is hidden for a counter that has an agent.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import structlog
 
 from devices.clock import SYSTEM_CLOCK, Clock
 from devices.service import CounterDeviceService, JobRefused
+from devices.weighing import BalanceService
 
 log = structlog.get_logger(__name__)
 
@@ -94,6 +100,17 @@ class HttpDoseJobs:
         time.sleep(seconds)
 
 
+class HttpWeighingJobs(HttpDoseJobs):
+    """``devices.weighing.WeighingJobs`` over the server's agent API."""
+
+    def next_weighing(self) -> dict | None:
+        status, body = self._call("GET", "/weighings/next")
+        return body if status == 200 else None
+
+    def weighing_result(self, request_id: int, result: dict) -> None:
+        self._call("POST", f"/weighings/{request_id}/result", result)
+
+
 def read_token(path: Path) -> str:
     """Return the token stored in ``path`` (first line). Raises OSError, ValueError."""
     token = (
@@ -124,15 +141,20 @@ def run_agent(
         )
         return 2
     service = CounterDeviceService(jobs, clock=clock, poll_s=poll_s, name=counter_code)
+    balance_service = BalanceService(HttpWeighingJobs(server, token), clock=clock, poll_s=poll_s,
+                                     name=counter_code)
 
     def _stop(_signum, _frame) -> None:
         service._stopping.set()
+        balance_service._stopping.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     print(
         f"agent for counter {counter_code}: pump {setup['device_code']} ({setup['driver']}), server {server}"
     )
+    balance_service.start()
     service.run()
     service.stop()
+    balance_service.stop()
     return 0

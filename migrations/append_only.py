@@ -20,6 +20,11 @@ FROZEN_WHEN = {
     "dose": "OLD.state IN ('completed', 'partial', 'failed')",
     "reconciliation": "OLD.status = 'closed'",
 }
+# Frozen tables added by later revisions (kept out of FROZEN_WHEN, which the initial revision
+# installs): each of those revisions installs its own.
+FROZEN_WHEN_LATER = {
+    "weighing_request": "OLD.state IN ('completed', 'failed', 'expired')",  # revision 0008
+}
 
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION mmt_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -33,6 +38,10 @@ $$
 
 def _append_only(table: str) -> bool:
     return table in APPEND_ONLY or table in APPEND_ONLY_LATER or table in APPEND_ONLY_0007
+
+
+def _frozen_when(table: str) -> str:
+    return FROZEN_WHEN[table] if table in FROZEN_WHEN else FROZEN_WHEN_LATER[table]
 
 
 def install(table: str) -> None:
@@ -52,7 +61,7 @@ def install(table: str) -> None:
             )
             op.execute(
                 f"CREATE TRIGGER trg_{table}_frozen BEFORE UPDATE ON {table} "
-                f"FOR EACH ROW WHEN ({FROZEN_WHEN[table]}) EXECUTE FUNCTION mmt_refuse_change()"
+                f"FOR EACH ROW WHEN ({_frozen_when(table)}) EXECUTE FUNCTION mmt_refuse_change()"
             )
         op.execute(
             f"CREATE TRIGGER trg_{table}_no_truncate BEFORE TRUNCATE ON {table} "
@@ -68,7 +77,7 @@ def install(table: str) -> None:
         else:
             op.execute(
                 f"CREATE TRIGGER trg_{table}_frozen BEFORE UPDATE ON {table} "
-                f"WHEN {FROZEN_WHEN[table]} BEGIN {refuse.format(op='UPDATE')} END"
+                f"WHEN {_frozen_when(table)} BEGIN {refuse.format(op='UPDATE')} END"
             )
         op.execute(
             f"CREATE TRIGGER trg_{table}_no_delete BEFORE DELETE ON {table} "

@@ -43,6 +43,7 @@ from dispensing.models import (
     Role,
     StockMovement,
     User,
+    WeighingState,
 )
 from dispensing.permissions import require_role
 from dispensing.stock.ledger import last_closed_day
@@ -76,6 +77,17 @@ register_messages({
     "BALANCE_UNAVAILABLE": lazy_gettext("The balance does not answer: check its cable and power, or measure with a cylinder."),
     "BALANCE_NO_STABLE_READING": lazy_gettext(
         "The balance gave no stable reading in grams: wait until it settles and read again."),
+    "BALANCE_OVERLOAD": lazy_gettext(
+        "The load is over the balance's capacity: weigh a smaller container or measure with a cylinder."),
+    "BALANCE_UNDERLOAD": lazy_gettext("The balance reads below zero: check the pan is in place, zero it and read again."),
+    "BALANCE_WRONG_UNIT": lazy_gettext("The balance is set to a unit other than grams: set it to grams and read again."),
+    "BALANCE_CONFIG_INVALID": lazy_gettext("This balance's settings are wrong: ask the administrator to check them."),
+    "BALANCE_NOT_AT_COUNTER": lazy_gettext(
+        "This balance is not at an active counter, and only a counter's device service reads a balance: "
+        "ask the administrator to assign it to a counter, or measure with a cylinder."),
+    "WEIGHING_EXPIRED": lazy_gettext(
+        "No reading came back in time: check that the counter's device service (or its agent) is running, "
+        "then read again."),
     "BALANCE_NOT_SIMULATED": lazy_gettext("Only a simulated balance can be given a weight from this page."),
     "SIMULATED_LOAD_INVALID": lazy_gettext("Enter a weight from 0 g up to the balance's capacity."),
     "PERIOD_INVALID_DATES": lazy_gettext("Enter the first and last day as dd/mm/yyyy."),
@@ -936,10 +948,10 @@ def worksheet(location_id: int, product_id: int):
 @bp.post("/reconciliation/<int:location_id>/<int:product_id>/read-balance")
 @role_required(Role.PHARMACIST)
 def read_balance(location_id: int, product_id: int):
-    """htmx: one stable weight from the chosen balance, put into the weight field."""
-    from devices.errors import DeviceConfigError
-    from dispensing.models import Device
-    from web.pharmacy_balance import BalanceUnavailable, read_weight
+    """htmx: ask the chosen balance's counter for one stable weight (a weighing request for its
+    device service; this worker never opens a port) and answer 202 with the fragment that polls
+    ``weighing_status`` until the weight is there. A refused request: 422 with the reason."""
+    from dispensing import weighing
 
     user = _pharmacist()
     location, product = _sheet_context(user, location_id, product_id)
@@ -949,21 +961,74 @@ def read_balance(location_id: int, product_id: int):
     except DomainError as exc:
         abort(_status(exc))
     balances, lots = _weighing_choices(user, location, product, day)
-    device = db().get(Device, _int(values.balance_id) or 0)
+    fragment = {"location_id": location_id, "product_id": product_id, "balances": balances, "lots": lots,
+                "simulated": _simulated(balances, values)}
+    balance_id = _int(values.balance_id)
+    if balance_id is None:
+        return _render("pharmacy/_weight.html", 422, values=values, reading=None,
+                       reading_error=message_for("BALANCE_NOT_FOUND"), **fragment)
+    try:
+        pending = weighing.request_weighing(writer(), user, balance_id, location_id=location.id,
+                                            product_id=product.id)
+    except DomainError as exc:
+        return _render("pharmacy/_weight.html", 422, values=values, reading=None,
+                       reading_error=message_for(_code(exc)), **fragment)
+    return _render("pharmacy/_weight.html", 202, values=values, reading=None, reading_error=None,
+                   pending=pending.id, **fragment)
+
+
+@bp.get("/reconciliation/<int:location_id>/<int:product_id>/weighing/<int:request_id>")
+@role_required(Role.PHARMACIST)
+def weighing_status(location_id: int, product_id: int, request_id: int):
+    """htmx poll of a weighing request (the page asks every half second). Still open: only the
+    status element, polling again. Final: the whole weight fragment, as the read used to answer —
+    the weight filled in (200), or the reason there is none (422)."""
+    from dispensing import weighing
+    from web.pharmacy_balance import Reading
+
+    user = _pharmacist()
+    location, product = _sheet_context(user, location_id, product_id)
+    values = CloseValues.from_form(request.args)
+    try:
+        day = _worksheet_day()
+        row = weighing.get_weighing(writer(), user, request_id)
+    except DomainError as exc:
+        abort(_status(exc))
+    if row.open:
+        return _render("pharmacy/_weight_pending.html", 202, pending=row.id, location_id=location_id,
+                       product_id=product_id)
+    balances, lots = _weighing_choices(user, location, product, day)
+    values.balance_id = str(row.device_id)
     reading, error = None, None
-    if device is None or device.clinic_id != user.clinic_id:
-        error = message_for("BALANCE_NOT_FOUND")
-    else:
-        try:
-            reading = read_weight(device)
-        except (BalanceUnavailable, DeviceConfigError) as exc:
-            error = message_for(getattr(exc, "code", "BALANCE_UNAVAILABLE"))
-    if reading is not None:
+    if row.state is WeighingState.COMPLETED:
+        reading = Reading.of(row)
         values.weight_g = _plain(reading.grams)
         values.method = MeasureMethod.BALANCE.value
-    return _render("pharmacy/_weight.html", 200 if reading else 422, values=values, reading=reading,
-                   reading_error=error, location_id=location_id, product_id=product_id, balances=balances,
-                   lots=lots, simulated=_simulated(balances, values))
+    else:
+        error = message_for(weighing_failure_code(row.failure_reason))
+    html, status = _render("pharmacy/_weight.html", 200 if reading else 422, values=values, reading=reading,
+                           reading_error=error, location_id=location_id, product_id=product_id, balances=balances,
+                           lots=lots, simulated=_simulated(balances, values))
+    # The poll targets the status element; the final answer replaces the whole fragment.
+    return html, status, {"HX-Retarget": "#balance-reading", "HX-Reswap": "outerHTML"}
+
+
+# What the balance's device service reported, as the page explains it.
+_WEIGHING_FAILURES = {
+    "UNSTABLE_READING": "BALANCE_NO_STABLE_READING",
+    "BALANCE_OVERLOAD": "BALANCE_OVERLOAD",
+    "BALANCE_UNDERLOAD": "BALANCE_UNDERLOAD",
+    "WRONG_UNIT": "BALANCE_WRONG_UNIT",
+    "WEIGHING_EXPIRED": "WEIGHING_EXPIRED",
+    "BALANCE_DRIVER_UNSUPPORTED": "BALANCE_DRIVER_UNSUPPORTED",
+    "BALANCE_CONFIG_INVALID": "BALANCE_CONFIG_INVALID",
+}
+
+
+def weighing_failure_code(reason: str | None) -> str:
+    """The message code for a failed weighing's reason; a port, a cable or a silent balance (and
+    anything else the device reported) is "the balance does not answer"."""
+    return _WEIGHING_FAILURES.get(reason or "", "BALANCE_UNAVAILABLE")
 
 
 @bp.post("/reconciliation/<int:location_id>/<int:product_id>/simulated-load")

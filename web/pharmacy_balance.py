@@ -1,40 +1,40 @@
-"""Reading a counter's balance for the reconciliation worksheet, through the devices layer.
+"""The balance on the reconciliation worksheet: which balances there are, and the simulated pan.
 
 The pharmacist puts the pump reservoir (or bottle) on the balance and presses "read balance": the
-page asks the balance for one stable weight in grams (MT-SICS ``S``), and the reconciliation service
-turns grams into millilitres with the lot's density. Nothing here computes a volume.
+page writes a weighing request (``dispensing.weighing.request_weighing``) and polls it; the device
+service of the balance's counter reads ONE stable weight in grams through the MT-SICS driver and
+reports it (``devices.weighing``). This module never opens a port: the web worker does not block on
+a serial line. The reconciliation service turns grams into millilitres with the lot's density.
 
-A ``sim://`` balance (the demo and the tests) is an MT-SICS simulator on a pty, started once per
-device in this process and kept, so what lies on its pan stays there between readings
-(``simulator_for``); the real driver talks to it byte for byte as to hardware. A real port is opened
-for the reading and closed again. The wait is bounded (``MAX_WAIT_S``) so a balance that never
-settles cannot hold a web worker for long.
+A ``sim://`` balance (the demo and the tests) is an MT-SICS simulator on a pty kept per device in
+the process that reads it (``devices.weighing.simulated_balance``). In single-PC mode that is this
+process, so the page's simulated-pan control (``place_on_simulated_pan``) puts the load where the
+in-process balance service reads it. With an agent on the counter PC the simulator lives in the
+agent: the control is not offered for such a counter (``is_simulated``).
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from devices.errors import DeviceError
-from devices.interfaces import Weighing
-from devices.registry import DeviceConfig, open_device
 from devices.simulators import MtSicsSimulator
-from dispensing.models import Device, DeviceKind, Location, LocationKind
-
-MAX_WAIT_S = 8.0
-SETTING_KEYS = {"baudrate", "reply_timeout_s", "stable_timeout_s", "retry_interval_s", "query_retries"}
-
-_simulators: dict[int, MtSicsSimulator] = {}
-_lock = threading.Lock()
+from devices.weighing import simulated_balance, stop_simulated_balances
+from dispensing.models import (
+    Device,
+    DeviceKind,
+    Location,
+    LocationKind,
+    WeighingRequest,
+    WeighingState,
+)
 
 
 class BalanceUnavailable(Exception):
-    """The balance gave no stable reading (not connected, unstable, overloaded, wrong unit)."""
+    """The simulated pan cannot take that load (or the balance is not simulated)."""
 
     def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(detail or code)
@@ -43,9 +43,23 @@ class BalanceUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Reading:
+    """A completed weighing request, as the page shows it."""
+
     device_code: str
     grams: Decimal
-    weighing: Weighing
+    serial_number: str | None = None
+
+    @classmethod
+    def of(cls, request: WeighingRequest) -> Reading:
+        assert request.state is WeighingState.COMPLETED and request.grams is not None
+        return cls(request.device.code, shown_grams(request.grams), request.device_serial)
+
+
+def shown_grams(grams: Decimal) -> Decimal:
+    """The stored weight (to the microgram) without the storage's trailing zeros, but with at least
+    two decimals as a balance shows it: 987.600000 → 987.60. The value is unchanged."""
+    normalized = grams.normalize()
+    return normalized if normalized.as_tuple().exponent <= -2 else grams.quantize(Decimal("0.01"))
 
 
 def balances_of(session: Session, clinic_id: int) -> list[Device]:
@@ -65,26 +79,21 @@ def default_balance(location: Location, balances: list[Device]) -> Device | None
 
 
 def simulator_for(device: Device) -> MtSicsSimulator:
-    """The running simulator of a ``sim://mt-sics`` balance (started on first use)."""
-    with _lock:
-        simulator = _simulators.get(device.id)
-        if simulator is None or not simulator.serving:
-            # A stock-count balance: a full reservoir weighs a kilogram or more.
-            simulator = MtSicsSimulator(model="XS6002S", capacity_g=Decimal("6100"), readability_g=Decimal("0.01"),
-                                        serial_number=device.serial_number or "SIM").start()
-            _simulators[device.id] = simulator
-        return simulator
+    """This process's simulator of a ``sim://mt-sics`` balance (started on first use)."""
+    return simulated_balance(device.id, device.serial_number)
 
 
 def is_simulated(device: Device) -> bool:
-    """True for a ``sim://`` MT-SICS balance: only such a balance has a pan the page may load."""
-    return device.kind is DeviceKind.BALANCE and device.driver == "mt-sics" and device.port_url.startswith("sim://")
+    """True for a ``sim://`` MT-SICS balance read in this process (its counter has no agent): only
+    such a balance has a pan the page may load."""
+    return (device.kind is DeviceKind.BALANCE and device.driver == "mt-sics" and device.port_url.startswith("sim://")
+            and (device.counter is None or device.counter.agent_token_hash is None))
 
 
 def place_on_simulated_pan(device: Device, grams: Decimal) -> None:
     """The simulated stand-in for putting the reservoir on the pan: set the simulator's load
-    (``load_g``, its own knob); reading it still goes through the real driver (``read_weight``).
-    Raises BalanceUnavailable (BALANCE_NOT_SIMULATED, SIMULATED_LOAD_INVALID)."""
+    (``load_g``, its own knob); reading it still goes through the real driver, in the counter's
+    device service. Raises BalanceUnavailable (BALANCE_NOT_SIMULATED, SIMULATED_LOAD_INVALID)."""
     if not is_simulated(device) or not device.active:
         raise BalanceUnavailable("BALANCE_NOT_SIMULATED")
     simulator = simulator_for(device)
@@ -94,38 +103,4 @@ def place_on_simulated_pan(device: Device, grams: Decimal) -> None:
 
 
 def stop_simulators() -> None:
-    with _lock:
-        for simulator in _simulators.values():
-            simulator.close()
-        _simulators.clear()
-
-
-def _config(device: Device) -> DeviceConfig:
-    if device.driver != "mt-sics":
-        raise BalanceUnavailable("BALANCE_DRIVER_UNSUPPORTED", device.driver)
-    settings = {key: value for key, value in (device.settings or {}).items() if key in SETTING_KEYS}
-    url = device.port_url
-    if url.startswith("sim://"):
-        url = simulator_for(device).url
-    return DeviceConfig(counter_id=device.code, role="balance", driver="mt-sics", url=url, settings=settings)
-
-
-def read_weight(device: Device) -> Reading:
-    """Return one stable net weight from ``device``. Raises BalanceUnavailable."""
-    if device.kind is not DeviceKind.BALANCE or not device.active:
-        raise BalanceUnavailable("BALANCE_NOT_FOUND")
-    config = _config(device)
-    try:
-        balance = open_device(config)
-    except DeviceError as exc:
-        raise BalanceUnavailable("BALANCE_UNAVAILABLE", type(exc).__name__) from exc
-    try:
-        timeout = min(float(config.driver_settings().stable_timeout_s), MAX_WAIT_S)
-        weighing = balance.stable_weight(timeout)
-    except DeviceError as exc:
-        raise BalanceUnavailable("BALANCE_NO_STABLE_READING", type(exc).__name__) from exc
-    finally:
-        balance.close()
-    if weighing.unit != "g" or not weighing.stable:
-        raise BalanceUnavailable("BALANCE_NO_STABLE_READING", weighing.unit)
-    return Reading(device.code, weighing.grams, weighing)
+    stop_simulated_balances()

@@ -54,8 +54,10 @@ from dispensing.models.stock import (
     StockMovement,
     StockSnapshot,
 )
+from dispensing.models.weighing import OPEN_WEIGHING_STATES, WeighingRequest, WeighingState
 
 __all__ = [
+    "OPEN_WEIGHING_STATES",
     "REGULAR_KINDS",
     "AnomalyKind",
     "Assessment",
@@ -119,5 +121,7 @@ __all__ = [
     "TaskStatus",
     "User",
     "UserRole",
+    "WeighingRequest",
+    "WeighingState",
     "VomitEvent",
 ]

@@ -6,7 +6,11 @@ be refused with a wrong password, sign with the right one and close the day, the
 the stored record; finally download the day's register as a PDF.
 
 Counter 3 is used because no other browser test works there today: a closed day refuses every
-later movement at that location."""
+later movement at that location.
+
+"Read balance" is a weighing request that counter 3's balance service answers (started here as
+``run.py`` starts it in single-PC mode): the page polls until the weight is there; the web server
+itself never opens the balance's port."""
 
 from __future__ import annotations
 
@@ -34,6 +38,17 @@ RESERVOIR = "BOM-3"
 BALANCE = "BAL-3"  # the balance at counter 3, the worksheet's default for its reservoir
 
 
+@pytest.fixture(scope="module")
+def balance_services(live_server):
+    """The demo counters' balance services in this process, as ``run.py`` starts them."""
+    from web.counter_service import start_in_process_balance_services, stop_in_process_services
+
+    services = start_in_process_balance_services(live_server.database, poll_s=0.2)
+    assert {s.name for s in services} >= {"Q3"}, "counter 3's balance has no service"
+    yield services
+    stop_in_process_services()
+
+
 def _reservoir_today(live_server):
     """Counter 3's reservoir, methadone, today's expected close, its lot's density and the balance."""
     day = live_server.today
@@ -56,7 +71,7 @@ def _vi(value: Decimal) -> str:
     return format(value, "f").replace(".", ",")
 
 
-def test_pharmacist_reads_the_balance_and_closes_today(page, login, shot, live_server, tmp_path):
+def test_pharmacist_reads_the_balance_and_closes_today(page, login, shot, live_server, tmp_path, balance_services):
     from web.pharmacy_balance import simulator_for
 
     day, reservoir, methadone, expected, density, balance = _reservoir_today(live_server)
@@ -99,7 +114,9 @@ def test_pharmacist_reads_the_balance_and_closes_today(page, login, shot, live_s
     expect(page.locator("#sim-status")).to_contain_text("lên đĩa cân mô phỏng")
     assert simulator_for(balance).load_g == grams
     page.get_by_role("button", name="Đọc cân").click()
+    # The request is answered by the counter's balance service; the page polls until it is.
     expect(page.locator("#reading-status")).to_contain_text("Số đọc ổn định")
+    expect(page.get_by_role("button", name="Đọc cân")).to_be_enabled()
     expect(page.get_by_label("Khối lượng (g)")).to_have_value(_vi(grams))
     page.get_by_role("button", name="Kiểm tra so với tồn cuối dự kiến").click()
     expect(page.locator("#preview")).to_contain_text("Trong ngưỡng cho phép")

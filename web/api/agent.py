@@ -5,6 +5,10 @@ apply; an agent sees and reports only its own counter's doses.
 GET setup → POST recovery (once, at agent start) → then GET jobs/next (204 when idle), POST
 doses/{id}/progress {"state": "programmed"} (before RUN; a 409 means do not run) and "running",
 POST doses/{id}/result with the dispense result as ``DispenseResult.to_dict()`` gives it.
+
+The counter's balance service: GET weighings/next (204 when idle; the request becomes READING) →
+POST weighings/{id}/result {"outcome": "completed", "grams", "stable", "unit", "model",
+"serial_number"} or {"outcome": "failed", "reason", "detail"}. Only this counter's requests.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from dispensing import counter
+from dispensing import counter, weighing
 from dispensing.errors import ValidationFailed
 from dispensing.models import Counter
 from web import context
@@ -140,3 +144,58 @@ class AgentResult(MethodView):
         outcome = counter.DeviceOutcome.from_dict(data)
         dose = counter.record_result(db(), agent.id, dose_id, outcome, context.rulebook().for_clinic)
         return {"dose_id": dose.id, "state": dose.state.value}
+
+
+class AgentWeighingJobSchema(ma.Schema):
+    request_id = ma.fields.Integer()
+    device_id = ma.fields.Integer()
+    device_code = ma.fields.String()
+    counter_code = ma.fields.String()
+    driver = ma.fields.String()
+    url = ma.fields.String()
+    settings = ma.fields.Dict()
+    serial_number = ma.fields.String(allow_none=True)
+    timeout_s = ma.fields.Float()
+
+
+class AgentWeighingResultSchema(ma.Schema):
+    outcome = ma.fields.String(required=True, validate=ma.validate.OneOf(["completed", "failed"]))
+    grams = ma.fields.String(allow_none=True, load_default=None, validate=ma.validate.Length(max=40))
+    stable = ma.fields.Boolean(allow_none=True, load_default=None)
+    unit = ma.fields.String(allow_none=True, load_default=None, validate=ma.validate.Length(max=8))
+    model = ma.fields.String(allow_none=True, load_default=None, validate=ma.validate.Length(max=128))
+    serial_number = ma.fields.String(allow_none=True, load_default=None, validate=ma.validate.Length(max=64))
+    reason = ma.fields.String(allow_none=True, load_default=None, validate=ma.validate.Length(max=40))
+    detail = ma.fields.String(allow_none=True, load_default=None, validate=ma.validate.Length(max=200))
+
+
+class AgentWeighingAckSchema(ma.Schema):
+    request_id = ma.fields.Integer()
+    state = ma.fields.String()
+
+
+@blp.route("/weighings/next")
+class AgentNextWeighing(MethodView):
+    @blp.response(200, AgentWeighingJobSchema)
+    @blp.alt_response(204, description="No balance to read")
+    def get(self):
+        """The next balance reading asked of this counter (it becomes READING), or 204."""
+        agent = _agent()
+        job = weighing.next_weighing(db(), agent.id)
+        if job is None:
+            return Response(status=204)
+        return job.to_dict()
+
+
+@blp.route("/weighings/<int:request_id>/result")
+class AgentWeighingResult(MethodView):
+    @blp.arguments(AgentWeighingResultSchema)
+    @blp.response(200, AgentWeighingAckSchema)
+    def post(self, data, request_id):
+        """One stable weight in grams with the balance's identity, or the reason there is none.
+        A weight that is not stable or not in grams is recorded as a failure; a result after the
+        request expired leaves it EXPIRED; a repeated result changes nothing."""
+        agent = _agent()
+        outcome = weighing.WeighingOutcome.from_dict(data)
+        request_row = weighing.record_weighing_result(db(), agent.id, request_id, outcome)
+        return {"request_id": request_row.id, "state": request_row.state.value}

@@ -274,17 +274,17 @@ def _close(browser, world, location, today, **data):
 
 
 def test_read_balance_fills_the_weight_and_a_close_within_tolerance_records_the_loss(pharmacist, world, today,
-                                                                                     session):
+                                                                                     session, database):
     from web.pharmacy_balance import simulator_for
 
     _stocked(world, "1000")  # density 1.0400 g/ml
     simulator_for(world.balance).load_g = Decimal("1039.48")  # 999.50 ml on the pan: 0.5 ml short
     path = f"/pharmacy/reconciliation/{world.safe.id}/{world.methadone.id}"
     token = pharmacist.token(f"{path}?day={_day(today)}")
-    reading = pharmacist.client.post(f"{path}/read-balance", data={
-        "day": _day(today), "balance_id": world.balance.id, "method": "balance"}, headers={"X-CSRFToken": token})
+    reading = _read_balance(pharmacist, database, world, today, token)
     assert reading.status_code == 200, _text(reading)
     assert 'name="weight_g" value="1039,48"' in _text(reading)
+    assert reading.headers["HX-Retarget"] == "#balance-reading"
     preview = pharmacist.client.post(f"{path}/preview", data={
         "day": _day(today), "method": "balance", "weight_g": "1039,48"}, headers={"X-CSRFToken": token})
     assert 'data-within="true"' in preview.get_data(as_text=True) and "0,5 ml" in _text(preview)
@@ -302,7 +302,7 @@ def test_read_balance_fills_the_weight_and_a_close_within_tolerance_records_the_
     assert _count(session, Reconciliation) == 1
 
 
-def test_an_unreadable_balance_is_a_message(pharmacist, world, today):
+def test_an_unreadable_balance_is_a_message(pharmacist, world, today, database):
     from web.pharmacy_balance import simulator_for
 
     _stocked(world, "1000")
@@ -310,10 +310,68 @@ def test_an_unreadable_balance_is_a_message(pharmacist, world, today):
     simulator.load_g = Decimal("9000")  # over the balance's capacity
     path = f"/pharmacy/reconciliation/{world.safe.id}/{world.methadone.id}"
     token = pharmacist.token(f"{path}?day={_day(today)}")
-    reading = pharmacist.client.post(f"{path}/read-balance", data={"day": _day(today), "balance_id": world.balance.id},
-                                     headers={"X-CSRFToken": token})
-    simulator.load_g = Decimal(0)
+    try:
+        reading = _read_balance(pharmacist, database, world, today, token, method="")
+    finally:
+        simulator.load_g = Decimal(0)
     assert reading.status_code == 422 and 'class="field-error"' in reading.get_data(as_text=True)
+    assert "vượt quá tải trọng tối đa của cân" in _text(reading)  # the overload, in Vietnamese
+    assert 'name="weight_g" value=""' in _text(reading)
+
+
+def _read_balance(browser, database, world, today, token, **data):
+    """Press "read balance" (202: a weighing request, and the status element that polls it), poll
+    once before anything read it (still 202, polling), let counter 1's device service read the
+    balance as single-PC mode does, and poll again: the final fragment."""
+    from devices.weighing import BalanceService
+    from web.counter_service import InProcessWeighingJobs
+
+    path = f"/pharmacy/reconciliation/{world.safe.id}/{world.methadone.id}"
+    form = {"day": _day(today), "balance_id": world.balance.id, "method": "balance", **data}
+    asked = browser.client.post(f"{path}/read-balance", data=form, headers={"X-CSRFToken": token})
+    assert asked.status_code == 202, _text(asked)
+    assert 'id="read-balance"' in _text(asked) and "disabled>" in _text(asked)  # no second request meanwhile
+    poll = re.search(r'hx-get="([^"]+/weighing/\d+)"', asked.get_data(as_text=True)).group(1)
+    waiting = browser.client.get(poll, query_string=form)
+    assert waiting.status_code == 202 and 'hx-trigger="load delay:500ms"' in waiting.get_data(as_text=True)
+    assert 'name="weight_g"' not in waiting.get_data(as_text=True)  # only the status element while open
+    service = BalanceService(InProcessWeighingJobs(database, world.counters[0].id), poll_s=0, name="Q1")
+    try:
+        assert service.step()
+    finally:
+        service.jobs.close()
+    return browser.client.get(poll, query_string=form)
+
+
+def test_a_weighing_nobody_reads_expires_with_a_reason_and_bad_requests_are_refused(pharmacist, world, today,
+                                                                                     session, app):
+    from datetime import timedelta
+
+    from dispensing import weighing
+
+    path = f"/pharmacy/reconciliation/{world.safe.id}/{world.methadone.id}"
+    token = pharmacist.token(f"{path}?day={_day(today)}")
+    stale = weighing.request_weighing(session, world.pharmacist, world.balance.id,
+                                      now=utcnow() - timedelta(seconds=30))
+    polled = pharmacist.client.get(f"{path}/weighing/{stale.id}", query_string={"day": _day(today)})
+    assert polled.status_code == 422 and "Không nhận được số đọc kịp thời" in _text(polled)
+    assert session.get(type(stale), stale.id, populate_existing=True).state.value == "expired"
+    # A balance that is at no counter is refused with the reason; nothing is requested.
+    loose = Device(clinic_id=world.clinic.id, counter_id=None, code="BAL-9", kind=DeviceKind.BALANCE,
+                   driver="mt-sics", port_url="sim://mt-sics")
+    session.add(loose)
+    session.commit()
+    before = _count(session, type(stale))
+    for balance_id, words in ((loose.id, "không thuộc quầy nào"), ("", "Chọn một cân"), ("abc", "Chọn một cân"),
+                              (world.devices[0].id, "Chọn một cân")):
+        refused = pharmacist.client.post(f"{path}/read-balance", data={"day": _day(today), "balance_id": balance_id},
+                                         headers={"X-CSRFToken": token})
+        assert refused.status_code == 422 and words in _text(refused), balance_id
+    assert _count(session, type(stale)) == before
+    assert pharmacist.client.get(f"{path}/weighing/999999").status_code == 404
+    assert pharmacist.client.get(f"{path}/weighing/{stale.id}?day=99/99/9999").status_code in (400, 422)
+    nurse = _sign_in(app, world.nurse)
+    assert nurse.client.get(f"{path}/weighing/{stale.id}").status_code == 403
 
 
 def test_a_simulated_pan_control_shows_for_a_sim_balance_only(pharmacist, world, today, session):
@@ -339,7 +397,7 @@ def _place(browser, world, today, token, balance_id, grams):
         headers={"X-CSRFToken": token})
 
 
-def test_a_weight_put_on_the_simulated_pan_is_read_through_the_driver(pharmacist, world, today):
+def test_a_weight_put_on_the_simulated_pan_is_read_through_the_driver(pharmacist, world, today, database):
     from web.pharmacy_balance import simulator_for
 
     _stocked(world, "1000")  # density 1.0400 g/ml
@@ -352,10 +410,10 @@ def test_a_weight_put_on_the_simulated_pan_is_read_through_the_driver(pharmacist
         assert placed.status_code == 200, _text(placed)
         assert "987,6 g" in _text(placed) and 'value="987,6"' in _text(placed)
         assert simulator.load_g == Decimal("987.6")
-        reading = pharmacist.client.post(f"{path}/read-balance", data={
-            "day": _day(today), "balance_id": world.balance.id, "method": "balance"}, headers={"X-CSRFToken": token})
+        reading = _read_balance(pharmacist, database, world, today, token, sim_load_g="987,6")
         assert reading.status_code == 200, _text(reading)
         assert 'name="weight_g" value="987,60"' in _text(reading)
+        assert 'value="987,6"' in _text(reading)  # what was typed on the simulated pan stays
         preview = pharmacist.client.post(f"{path}/preview", data={
             "day": _day(today), "method": "balance", "weight_g": "987,60"}, headers={"X-CSRFToken": token})
         assert "<strong>949,62 ml</strong>" in _text(preview)  # 987,60 g ÷ 1,0400 g/ml
