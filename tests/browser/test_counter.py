@@ -59,6 +59,8 @@ def _choose_q1(page):
     page.get_by_label(re.compile(r"Quầy 1 \(Q1\)")).check()
     page.get_by_role("button", name="Làm việc tại quầy này").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Quầy 1")
+    # Typing before the page's script has focused the scan field would lose the keys.
+    expect(page.get_by_label("Quét thẻ, hoặc gõ tên hay mã bệnh nhân")).to_be_focused()
 
 
 def test_nurse_scans_checks_and_dispenses_with_the_keyboard(page, login, shot, live_server, device_services):
