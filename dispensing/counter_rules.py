@@ -91,11 +91,13 @@ def counter_evaluation(
     device_resolution_ml: Decimal | None = None,
     take_home: rules.TakeHomeRequest | None = None,
 ) -> tuple[rules.CounterEvaluation, Order | None]:
-    """Return (evaluation, order in force) for ``patient`` on ``day`` at ``now``."""
+    """Return (evaluation, order in force) for ``patient`` on ``day`` at ``now``, with the dose
+    history the rule set reads (more with a take-home request)."""
     orders = signed_orders(session, patient.id)
     if assessment is None and use_latest_assessment:
         assessment = latest_assessment(session, patient.id, day)
+    days = rule_set.dose_history_days if take_home is None else rule_set.take_home_dose_history_days
     return evaluate_loaded(
-        rule_set, patient_history(session, patient, day, orders=orders), orders, day, now, lot=lot,
+        rule_set, patient_history(session, patient, day, orders=orders, days=days), orders, day, now, lot=lot,
         assessment=assessment, device_resolution_ml=device_resolution_ml, take_home=take_home,
     )

@@ -1,18 +1,21 @@
 """Reading a patient's record into the rule engine's plain inputs, and the order in force.
 
-A fixed number of queries per patient whatever the length of treatment: doses are read for a
-bounded window (plus the single last dose before it, which the missed-day count needs).
+A fixed number of queries per patient whatever the length of treatment: doses are read for the
+window the selected rule tables need (``RuleSet.dose_history_days``, derived from the tables'
+own parameters), plus the last day dosed before it for a patient with no dose in the window (the
+missed-day count needs it). ``dispensing.rules.history.windowed`` states the same contract in
+plain Python; the rule tests check the window is enough for every shipped table.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import and_, exists, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from dispensing import rules
 from dispensing.models import (
@@ -24,26 +27,85 @@ from dispensing.models import (
     Lot,
     Order,
     OrderKind,
+    OrderPart,
     OrderStatus,
     Patient,
+    PatientStatus,
+    Phase,
     VomitEvent,
 )
 
-# Long enough for every rule that looks at doses (rolling 7 days, missed days up to the drop-out
-# review at 30 days, the first two weeks for dosing errors).
-DOSE_WINDOW_DAYS = 120
 TAKEN_STATES = (DoseState.COMPLETED, DoseState.PARTIAL)
 
 
 def signed_orders(session: Session, patient_id: int) -> list[Order]:
-    """Return the patient's signed orders of every kind, oldest signature first."""
+    """Return the patient's signed orders of every kind, oldest signature first, with their
+    parts (one query)."""
     return list(
         session.scalars(
             select(Order)
             .where(Order.patient_id == patient_id, Order.status == OrderStatus.SIGNED)
+            .options(joinedload(Order.parts))
             .order_by(Order.signed_at, Order.id)
-        )
+        ).unique()
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PartRow:
+    part_no: int
+    dose_mg: Decimal
+    not_before: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    """A signed order's columns, read without building an ORM entity: the attributes of
+    ``Order`` that ``order_in_force``, ``rules_order``, ``lifts_from`` and the worklist read."""
+
+    id: int
+    patient_id: int
+    kind: OrderKind
+    phase: Phase | None
+    daily_total_mg: Decimal
+    valid_from: date
+    valid_until: date | None
+    supersedes_id: int | None
+    signed_by_id: int | None
+    cosigned_by_id: int | None
+    lifts: list | None
+    parts: tuple[PartRow, ...]
+
+
+def signed_order_rows(session: Session, clinic_id: int, *, active_patients_only: bool = True
+                      ) -> dict[int, list[OrderRow]]:
+    """Return patient → signed orders of every kind (oldest signature first) with their parts, for
+    the clinic's active patients (every patient with ``active_patients_only`` False), as plain
+    rows in one query."""
+    conditions = [Order.clinic_id == clinic_id, Order.status == OrderStatus.SIGNED]
+    if active_patients_only:
+        conditions.append(Order.patient_id.in_(
+            select(Patient.id).where(Patient.clinic_id == clinic_id, Patient.status == PatientStatus.ACTIVE)))
+    rows = session.connection().execute(
+        select(Order.id, Order.patient_id, Order.kind, Order.phase, Order.daily_total_mg, Order.valid_from,
+               Order.valid_until, Order.supersedes_id, Order.signed_by_id, Order.cosigned_by_id, Order.lifts,
+               OrderPart.part_no, OrderPart.dose_mg, OrderPart.not_before)
+        .select_from(Order).outerjoin(OrderPart, OrderPart.order_id == Order.id)
+        .where(*conditions)
+        .order_by(Order.signed_at, Order.id, OrderPart.part_no)
+    )
+    heads: dict[int, tuple] = {}  # in signature order
+    parts: dict[int, list[PartRow]] = {}
+    for row in rows:
+        order_id = row[0]
+        if order_id not in heads:
+            heads[order_id], parts[order_id] = tuple(row[:11]), []
+        if row[11] is not None:
+            parts[order_id].append(PartRow(row[11], row[12], row[13]))
+    found: dict[int, list[OrderRow]] = {}
+    for order_id, head in heads.items():
+        found.setdefault(head[1], []).append(OrderRow(*head, tuple(parts[order_id])))
+    return found
 
 
 def order_in_force(orders: Sequence[Order], day: date) -> Order | None:
@@ -100,72 +162,79 @@ def _taken_mg(state: DoseState, planned_mg: Decimal, delivered_ml: Decimal | Non
 
 def _taken(patient_ids: Sequence[int]):
     """Conditions for the doses a patient took: delivered (completed or partial), the methadone
-    order's (unit-dose medicines have their own orders), and not declared void."""
+    order's (unit-dose medicines have their own orders), not declared void, and a completion only
+    when something was delivered (also in the last-day query: a completion that gave nothing is
+    not a day dosed)."""
     return (
         Dose.patient_id.in_(list(patient_ids)),
         Dose.state.in_(TAKEN_STATES),
         Dose.order_id.is_not(None),
         ~exists().where(DoseVoid.dose_id == Dose.id),
+        or_(Dose.kind != DoseKind.COMPLETION, Dose.delivered_ml > 0),
     )
 
 
-# Only the columns the rules need: a patient's window holds months of doses, each with a transcript.
+# Only the columns the rules need, read as plain rows (no ORM entities): a clinic's worklist reads
+# every patient's window at once.
 _RECORD_COLUMNS = (Dose.patient_id, Dose.business_date, Dose.kind, Dose.state, Dose.planned_mg, Dose.delivered_ml,
                    Lot.concentration_mg_per_ml)
+_RULE_KINDS = {kind: rules.DoseKind(kind.value) for kind in DoseKind}
 
 
-def _records(rows) -> dict[int, list[rules.DoseRecord]]:
-    found: dict[int, list[rules.DoseRecord]] = defaultdict(list)
+def _records(rows, found: dict[int, list[rules.DoseRecord]]) -> None:
+    record, kinds, completion = rules.DoseRecord, _RULE_KINDS, DoseKind.COMPLETION
     for patient_id, on, kind, state, planned_mg, delivered_ml, concentration, was_vomited in rows:
-        if kind is DoseKind.COMPLETION and not delivered_ml:
+        if kind is completion and not delivered_ml:
             continue
-        found[patient_id].append(rules.DoseRecord(
-            on=on,
-            kind=rules.DoseKind(kind.value),
-            mg=_taken_mg(state, planned_mg, delivered_ml, concentration),
-            vomited=bool(was_vomited),
-        ))
-    return found
+        found.setdefault(patient_id, []).append(record(
+            on, kinds[kind], _taken_mg(state, planned_mg, delivered_ml, concentration), bool(was_vomited)))
 
 
 def dose_records_by_patient(
-    session: Session, patient_ids: Iterable[int], today: date
+    session: Session, patient_ids: Iterable[int], today: date, *, days: int | None = None
 ) -> dict[int, tuple[rules.DoseRecord, ...]]:
-    """Return, for each patient, the doses taken in the window before ``today`` (and today), or
-    for a patient with none there the doses of the last day dosed before the window; each with
-    whether it was vomited. Two queries at most, whatever the number of patients."""
+    """Return, for each patient, the doses taken on ``today − days`` … ``today`` or, for a patient
+    with none there, the doses of the last day dosed before; each with whether it was vomited.
+    ``days`` None: every dose up to ``today``. Pass ``rule_set.dose_history_days(…)`` — the
+    days the rules read — not a guess. Two queries at most, whatever the number of patients.
+    (``dispensing.rules.history.windowed`` is the same contract over plain records.)"""
     ids = sorted(set(patient_ids))
     if not ids:
         return {}
-    since = today - timedelta(days=DOSE_WINDOW_DAYS)
+    connection = session.connection()
     vomited = exists().where(VomitEvent.dose_id == Dose.id)
     columns = (*_RECORD_COLUMNS, vomited)
-    found = _records(session.execute(
-        select(*columns)
-        .outerjoin(Lot, Lot.id == Dose.lot_id)
-        .where(*_taken(ids), Dose.business_date >= since, Dose.business_date <= today)
-    ))
+    window = [Dose.business_date <= today]
+    since = None if days is None else today - timedelta(days=days)
+    if since is not None:
+        window.append(Dose.business_date >= since)
+    found: dict[int, list[rules.DoseRecord]] = {}
+    _records(connection.execute(
+        select(*columns).select_from(Dose).outerjoin(Lot, Lot.id == Dose.lot_id).where(*_taken(ids), *window)
+    ), found)
     missing = [patient_id for patient_id in ids if patient_id not in found]
-    if missing:
+    if missing and since is not None:
         last = (
             select(Dose.patient_id, func.max(Dose.business_date).label("day"))
             .where(*_taken(missing), Dose.business_date < since)
             .group_by(Dose.patient_id)
             .subquery()
         )
-        found.update(_records(session.execute(
-            select(*columns)
+        _records(connection.execute(
+            select(*columns).select_from(Dose)
             .join(last, and_(last.c.patient_id == Dose.patient_id, last.c.day == Dose.business_date))
             .outerjoin(Lot, Lot.id == Dose.lot_id)
             .where(*_taken(missing))
-        )))
+        ), found)
     return {patient_id: tuple(found.get(patient_id, ())) for patient_id in ids}
 
 
-def dose_records(session: Session, patient_id: int, today: date) -> tuple[rules.DoseRecord, ...]:
-    """Return the doses taken in the window before ``today`` (and today), plus the last one before
-    the window, each with whether it was vomited."""
-    return dose_records_by_patient(session, [patient_id], today)[patient_id]
+def dose_records(
+    session: Session, patient_id: int, today: date, *, days: int | None = None
+) -> tuple[rules.DoseRecord, ...]:
+    """Return the patient's doses taken on ``today − days`` … ``today`` (every one up to today
+    with ``days`` None), or the last day dosed before, each with whether it was vomited."""
+    return dose_records_by_patient(session, [patient_id], today, days=days)[patient_id]
 
 
 def build_history(
@@ -185,12 +254,14 @@ def build_history(
 
 
 def patient_history(
-    session: Session, patient: Patient, today: date, *, orders: Sequence[Order] | None = None
+    session: Session, patient: Patient, today: date, *, orders: Sequence[Order] | None = None,
+    days: int | None = None,
 ) -> rules.PatientHistory:
-    """Return what the rules need about ``patient`` as of ``today``."""
+    """Return what the rules need about ``patient`` as of ``today``, with the doses of the last
+    ``days`` days (``rule_set.dose_history_days(…)``; None: all)."""
     orders = signed_orders(session, patient.id) if orders is None else orders
     ecgs = session.scalars(select(EcgResult).where(EcgResult.patient_id == patient.id)).all()
-    return build_history(patient, orders, dose_records(session, patient.id, today), ecgs)
+    return build_history(patient, orders, dose_records(session, patient.id, today, days=days), ecgs)
 
 
 def lifts_from(orders: Sequence[Order]) -> tuple[rules.Lift, ...]:

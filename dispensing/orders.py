@@ -182,8 +182,9 @@ def evaluate(session: Session, rule_set: rules.RuleSet, order: Order, today: dat
     """Return the rule decisions for ``order`` against the patient's signed history."""
     patient = session.get(Patient, order.patient_id)
     others = [o for o in signed_orders(session, patient.id) if o.id != order.id]
-    history = patient_history(session, patient, today, orders=others)
     proposal = rules_order(order)
+    history = patient_history(session, patient, today, orders=others,
+                              days=rules.order_dose_history_days(rule_set, proposal, today))
     if signer is not None or cosigner is not None:
         from dataclasses import replace
 

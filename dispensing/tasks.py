@@ -20,7 +20,7 @@ from dispensing import audit, rules
 from dispensing.clock import utcnow
 from dispensing.db import begin_write
 from dispensing.errors import Conflict, NotFound, ValidationFailed
-from dispensing.history import DOSE_WINDOW_DAYS, TAKEN_STATES, dosing_order_in_force, lifts_from
+from dispensing.history import TAKEN_STATES, dosing_order_in_force, lifts_from
 from dispensing.models import (
     ClinicalTask,
     Dose,
@@ -88,11 +88,12 @@ def _taken_doses():
     )
 
 
-def _last_dosed(session: Session, clinic_id: int, today: date, last_before: date) -> dict[int, date]:
+def _last_dosed(session: Session, clinic_id: int, today: date, last_before: date, days: int) -> dict[int, date]:
     """Return patient → last day dosed, for the patients the missed-dose table may block today:
-    last dose on or before ``last_before``, or no dose in the window the rules read but a dosing
-    order covering today (then the last dose before the window, if there ever was one)."""
-    since = today - timedelta(days=DOSE_WINDOW_DAYS)
+    last dose on or before ``last_before``, or no dose in the window the rules read (``days``)
+    but a dosing order covering today (then the last dose before the window, if there ever was
+    one). The same answer for any window; the rules' window keeps the first query small."""
+    since = today - timedelta(days=days)
     in_window = dict(session.execute(
         select(Dose.patient_id, func.max(Dose.business_date))
         .where(Dose.clinic_id == clinic_id, *_taken_doses(), Dose.business_date >= since, Dose.business_date <= today)
@@ -126,7 +127,8 @@ def missed_dose_blocks(session: Session, clinic_id: int, rule_set: rules.RuleSet
     threshold = _missed_dose_threshold(rule_set)
     if threshold is None:
         return []
-    last_dosed = _last_dosed(session, clinic_id, today, today - timedelta(days=threshold + 1))
+    last_dosed = _last_dosed(session, clinic_id, today, today - timedelta(days=threshold + 1),
+                             rule_set.dose_history_days)
     if not last_dosed:
         return []
     ids = sorted(last_dosed)

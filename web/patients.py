@@ -274,7 +274,8 @@ def render_chart(patient_id: int, *, ecg_form: EcgForm | None = None, med_form: 
     in_force = order_in_force(orders, today)
     ecgs = session.scalars(select(EcgResult).where(EcgResult.patient_id == patient.id)
                            .order_by(EcgResult.taken_on.desc(), EcgResult.id.desc())).all()
-    doses = dose_records(session, patient.id, today)
+    # The rules' window, and at least the plotted days.
+    doses = dose_records(session, patient.id, today, days=max(rule_set.dose_history_days, CHART_DAYS))
     evaluation, _order = evaluate_loaded(rule_set, build_history(patient, orders, doses, ecgs), orders, today,
                                          context.now(), assessment=latest_assessment(session, patient.id, today))
     medications = session.scalars(select(ConcomitantMedication).where(ConcomitantMedication.patient_id == patient.id)

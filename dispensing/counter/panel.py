@@ -28,6 +28,7 @@ from dispensing.history import (
     build_history,
     dose_records_by_patient,
     patient_history,
+    signed_order_rows,
     signed_orders,
 )
 from dispensing.models import (
@@ -159,32 +160,37 @@ def worklist(session: Session, actor: User, rule_set: rules.RuleSet, *, day: dat
     day = day or today
     if counter_id is not None:
         get_counter(session, clinic.id, counter_id)
-    patients = {p.id: p for p in session.scalars(
-        select(Patient).where(Patient.clinic_id == clinic.id, Patient.status == PatientStatus.ACTIVE))}
-    orders: dict[int, list[Order]] = defaultdict(list)
-    for order in session.scalars(
-        select(Order).where(Order.clinic_id == clinic.id, Order.status == OrderStatus.SIGNED)
-        .order_by(Order.signed_at, Order.id)
-    ):
-        if order.patient_id in patients:
-            orders[order.patient_id].append(order)
+    # Plain rows (no ORM entities) for the whole clinic: the rules and the rows read only columns.
+    connection = session.connection()
+    patients = {p.id: p for p in connection.execute(
+        select(Patient.id, Patient.code, Patient.full_name, Patient.treatment_start_date,
+               Patient.take_home_commitment_on)
+        .where(Patient.clinic_id == clinic.id, Patient.status == PatientStatus.ACTIVE))}
+    orders = signed_order_rows(session, clinic.id)
     medications = medication_orders_on(session, list(patients), day)
     products = {p.id: p for p in session.scalars(
         select(Product).where(Product.id.in_({m.product_id for m in medications})))} if medications else {}
     ids = sorted(set(orders) | {m.patient_id for m in medications})
-    todays = list(session.scalars(select(Dose).where(Dose.clinic_id == clinic.id, Dose.business_date == day)))
+    todays = connection.execute(
+        select(Dose.id, Dose.kind, Dose.state, Dose.patient_id, Dose.product_id, Dose.medication_order_id,
+               Dose.part_no, Dose.counter_id)
+        .where(Dose.clinic_id == clinic.id, Dose.business_date == day)).all()
     holders = _slot_holders(todays)
-    assessments: dict[int, Assessment] = {}
-    for assessment in session.scalars(
-        select(Assessment).where(Assessment.clinic_id == clinic.id, Assessment.business_date == day)
+    assessments = {}
+    for assessment in connection.execute(
+        select(Assessment.id, Assessment.patient_id, Assessment.assessed_at, Assessment.drowsy,
+               Assessment.slurred_speech, Assessment.pinpoint_pupils, Assessment.alcohol_smell,
+               Assessment.unsteady_gait, Assessment.cows)
+        .where(Assessment.clinic_id == clinic.id, Assessment.business_date == day)
         .order_by(Assessment.assessed_at, Assessment.id)
     ):
         assessments[assessment.patient_id] = assessment
     history_ids = [pid for pid in ids if pid in orders]
-    doses = dose_records_by_patient(session, history_ids, day)
-    ecgs: dict[int, list[EcgResult]] = defaultdict(list)
+    doses = dose_records_by_patient(session, history_ids, day, days=rule_set.dose_history_days)
+    ecgs: dict[int, list] = defaultdict(list)
     if history_ids:
-        for ecg in session.scalars(select(EcgResult).where(EcgResult.patient_id.in_(history_ids))):
+        for ecg in connection.execute(select(EcgResult.id, EcgResult.patient_id, EcgResult.taken_on,
+                                             EcgResult.qtc_ms).where(EcgResult.patient_id.in_(history_ids))):
             ecgs[ecg.patient_id].append(ecg)
 
     rows: list[WorklistRow] = []
@@ -292,7 +298,7 @@ def patient_panel(session: Session, actor: User, rule_set: rules.RuleSet, patien
     assessment = latest_assessment(session, patient.id, day)
     orders = signed_orders(session, patient.id)
     evaluation, order = evaluate_loaded(
-        rule_set, patient_history(session, patient, day, orders=orders, days=rule_set.dose_history_days()),
+        rule_set, patient_history(session, patient, day, orders=orders, days=rule_set.dose_history_days),
         orders, day, now,
         lot=pump.lot if pump is not None else None, assessment=assessment,
         device_resolution_ml=pump.resolution_ml if pump is not None else None)

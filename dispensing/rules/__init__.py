@@ -30,6 +30,7 @@ from dispensing.rules.engine import (
     CounterEvaluation,
     evaluate_counter,
     evaluate_order,
+    order_dose_history_days,
 )
 from dispensing.rules.history import (
     ChecklistSign,
@@ -42,6 +43,7 @@ from dispensing.rules.history import (
     PatientHistory,
     Phase,
     PreDoseAssessment,
+    windowed,
 )
 from dispensing.rules.induction import (
     TopUpEvaluation,
@@ -156,9 +158,11 @@ __all__ = [
     "load_rule_set",
     "needing_acknowledgement",
     "needing_reason",
+    "order_dose_history_days",
     "plan_parts",
     "unacknowledged",
     "validate_all",
     "volume_dose",
+    "windowed",
     "worst",
 ]

@@ -106,6 +106,14 @@ def evaluate_order(
     return found
 
 
+def order_dose_history_days(rule_set: RuleSet, proposal: Order, today: date) -> int:
+    """Days before ``today`` of dose records ``evaluate_order`` reads for ``proposal`` (with the
+    rule set's margin): the mg taken the day before an induction order starts (early-increase
+    check), which lies before today when the order starts in the past."""
+    before_start = (today - proposal.valid_from).days + 1 if proposal.phase is Phase.INDUCTION else 0
+    return rule_set.dose_history_days + max(before_start, 0)
+
+
 @dataclass(frozen=True)
 class CounterContext:
     """What the counter knows when a patient's card is scanned.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 
@@ -193,3 +193,20 @@ def mg_taken_on(doses: Iterable[DoseRecord], day: date) -> Decimal:
 def days_between(start: date | None, end: date) -> int | None:
     """Whole days from ``start`` to ``end`` (0 on the start day); None without a start."""
     return None if start is None else (end - start).days
+
+
+def windowed(doses: Iterable[DoseRecord], today: date, days: int | None) -> tuple[DoseRecord, ...]:
+    """The doses of ``doses`` (one patient's) the record loader returns for ``today`` with a
+    window of ``days`` (``RuleSet.dose_history_days``): those taken on ``today − days`` …
+    ``today``, or, when there are none, those of the last day dosed before the window; with
+    ``days`` None every dose up to ``today``. The contract of ``dispensing.history``'s loader,
+    kept here so the rules' tests can check a window is enough."""
+    doses = tuple(d for d in doses if d.on <= today)
+    if days is None:
+        return doses
+    since = today - timedelta(days=days)
+    inside = tuple(d for d in doses if d.on >= since)
+    if inside:
+        return inside
+    last = max((d.on for d in doses), default=None)
+    return tuple(d for d in doses if d.on == last)

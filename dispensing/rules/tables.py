@@ -16,6 +16,16 @@ from dispensing.rules.history import Phase
 from dispensing.rules.messages import MessageCatalog
 from dispensing.rules.reasons import Reason
 
+# A week as the take-home regimes count it (rolling or calendar, ``WeekKind``): a calendar fact,
+# not a clinical number.
+DAYS_PER_WEEK = 7
+
+# Days of dose history loaded beyond what the selected tables' own parameters say the rules read
+# (``RuleSet.dose_history_days``): a week of extra rows, cheap, against an off-by-one in a
+# derivation. The property test in tests/unit/rules/test_dose_history_window.py checks the
+# derivation without this margin.
+DOSE_HISTORY_MARGIN_DAYS = 7
+
 
 @dataclass(frozen=True)
 class UnitRules:
@@ -188,6 +198,30 @@ class TakeHomeTable:
     def band_for(self, treatment_day: int) -> TakeHomeBand | None:
         return next((b for b in self.bands if b.covers(treatment_day)), None)
 
+    @property
+    def dose_history_days(self) -> int | None:
+        """How many days before today ``evaluate_take_home`` reads dose records, from this
+        table's own parameters (no margin); None: all of them.
+
+        - disabled: nothing (the request is refused before any history is read);
+        - recent missed days: ``criteria.missed_lookback_days`` (days today − lookback … today − 1);
+        - per-week limit: the weeks touching a requested day (requests start today or later), so
+          back to today − (DAYS_PER_WEEK − 1), rolling or calendar;
+        - consecutive-day limit: the run of take-home days through the request is walked back
+          without bound (its length is shown to the user), so the whole history.
+        """
+        if not self.enabled:
+            return 0
+        if any(band.max_consecutive_days is not None for band in self.bands):
+            return None
+        days = 0
+        if any(band.max_per_week is not None for band in self.bands):
+            days = DAYS_PER_WEEK - 1
+        criteria = self.criteria
+        if criteria.max_missed_days is not None and criteria.missed_lookback_days is not None:
+            days = max(days, criteria.missed_lookback_days)
+        return days
+
 
 @dataclass(frozen=True)
 class TitrationCapBand:
@@ -257,6 +291,34 @@ class RuleSet:
     titration_cap: TitrationCapTable
     interactions: InteractionTable
     messages: MessageCatalog
+
+    @property
+    def dose_history_days(self) -> int:
+        """Days before today of dose records to load for ``evaluate_counter`` on today's dose under
+        these tables (no take-home request), margin included. The loader returns the doses taken
+        on ``today − days`` … ``today`` and, for a patient with none there, those of the last day
+        dosed before (``dispensing.rules.history.windowed``).
+
+        Today's dose reads no day before the last day dosed: the missed-day count and its BLOCK
+        subject (last day dosed before today), the usual dose when no order is in force and none
+        was signed (mg taken on the last day dosed), the first-dose observation in induction (a
+        dose since the induction started, i.e. the last day dosed ≥ that day). The window holds
+        the last day dosed whenever the patient was dosed in it and the fallback holds it
+        otherwise, so 0 days are needed: only the margin is loaded. Orders, ECGs and the
+        treatment start are loaded whole; the rolling titration cap, taper spacing, the
+        dosing-error first weeks and the time-in-treatment bands read orders and dates, not doses.
+        ``evaluate_order`` also reads the mg taken the day before an induction order starts:
+        ``dispensing.rules.engine.order_dose_history_days``.
+        """
+        return DOSE_HISTORY_MARGIN_DAYS
+
+    @property
+    def take_home_dose_history_days(self) -> int | None:
+        """As ``dose_history_days`` for a counter evaluation with a take-home request: what the
+        take-home table reads (``TakeHomeTable.dose_history_days``) plus the margin; None: the
+        whole history (a consecutive-day limit)."""
+        days = self.take_home.dose_history_days
+        return None if days is None else max(days + DOSE_HISTORY_MARGIN_DAYS, self.dose_history_days)
 
     @property
     def version(self) -> str:

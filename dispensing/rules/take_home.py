@@ -17,7 +17,7 @@ from dispensing.rules.history import (
     dosed_days,
 )
 from dispensing.rules.reasons import Reason
-from dispensing.rules.tables import RuleSet, WeekKind
+from dispensing.rules.tables import DAYS_PER_WEEK, RuleSet, WeekKind
 
 NEVER_IN_PHASES = (Phase.INDUCTION, Phase.TITRATION)  # CLINICAL_RULES §9: "never"
 
@@ -163,12 +163,12 @@ def _busiest_week(take_home_days: set[date], requested: list[date], week: WeekKi
     if week is WeekKind.CALENDAR:
         weeks = {day - timedelta(days=day.weekday()) for day in requested}
         return max(
-            sum(1 for i in range(7) if monday + timedelta(days=i) in take_home_days)
+            sum(1 for i in range(DAYS_PER_WEEK) if monday + timedelta(days=i) in take_home_days)
             for monday in weeks
         )
-    starts = {day - timedelta(days=offset) for day in requested for offset in range(7)}
+    starts = {day - timedelta(days=offset) for day in requested for offset in range(DAYS_PER_WEEK)}
     return max(
-        sum(1 for i in range(7) if first + timedelta(days=i) in take_home_days) for first in starts
+        sum(1 for i in range(DAYS_PER_WEEK) if first + timedelta(days=i) in take_home_days) for first in starts
     )
 
 
