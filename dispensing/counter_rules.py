@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from dispensing import rules
@@ -17,7 +18,7 @@ from dispensing.history import (
     rules_order,
     signed_orders,
 )
-from dispensing.models import Assessment, Lot, Order, Patient
+from dispensing.models import Assessment, Dose, DoseKind, DoseState, DoseVoid, Lot, Order, Patient
 
 
 def rules_lot(lot: Lot | None) -> rules.Lot | None:
@@ -97,7 +98,21 @@ def counter_evaluation(
     if assessment is None and use_latest_assessment:
         assessment = latest_assessment(session, patient.id, day)
     days = rule_set.dose_history_days if take_home is None else rule_set.take_home_dose_history_days
+    if take_home is not None:
+        take_home = replace(take_home, booked=frozenset(booked_take_home_days(session, patient.id, day)))
     return evaluate_loaded(
         rule_set, patient_history(session, patient, day, orders=orders, days=days), orders, day, now, lot=lot,
         assessment=assessment, device_resolution_ml=device_resolution_ml, take_home=take_home,
     )
+
+
+def booked_take_home_days(session: Session, patient_id: int, day: date) -> set[date]:
+    """Return the days after ``day`` that take-home doses already cover: prepared, being prepared
+    or with an unknown outcome (a failed or voided one covers nothing). The dose history the rules
+    read ends on ``day``, so without these a second request could pass the weekly limits."""
+    return set(session.scalars(
+        select(Dose.business_date).where(
+            Dose.patient_id == patient_id, Dose.kind == DoseKind.TAKE_HOME, Dose.business_date > day,
+            Dose.state != DoseState.FAILED, ~exists().where(DoseVoid.dose_id == Dose.id),
+        ).distinct()
+    ))

@@ -24,10 +24,13 @@ NEVER_IN_PHASES = (Phase.INDUCTION, Phase.TITRATION)  # CLINICAL_RULES §9: "nev
 
 @dataclass(frozen=True)
 class TakeHomeRequest:
-    """Doses to take home for ``days`` consecutive days from ``first_day``."""
+    """Doses to take home for ``days`` consecutive days from ``first_day``. ``booked``: the days
+    after today already covered by take-home doses prepared (or being prepared) earlier; they
+    count towards the weekly and consecutive-day limits like past take-home days."""
 
     first_day: date
     days: int
+    booked: frozenset[date] = frozenset()
 
     @property
     def dates(self) -> list[date]:
@@ -132,8 +135,10 @@ def evaluate_take_home(
                     treatment_days=treatment_days,
                 )
             )
-        take_home_days = {d.on for d in history.doses if d.kind is DoseKind.TAKE_HOME} | set(
-            request.dates
+        take_home_days = (
+            {d.on for d in history.doses if d.kind is DoseKind.TAKE_HOME}
+            | set(request.booked)
+            | set(request.dates)
         )
         if band.max_per_week is not None:
             count = _busiest_week(take_home_days, request.dates, table.week)

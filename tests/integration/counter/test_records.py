@@ -274,6 +274,25 @@ def test_take_home_is_refused_when_the_clinic_the_order_or_the_rules_do_not_allo
         prepare(world, too_many, days=3, key="take-home-0004")
 
 
+def test_take_home_days_prepared_earlier_count_towards_the_weekly_limit(world):
+    # South Australia: at most 2 take-home days per calendar week. Days prepared by an earlier
+    # request lie after today, outside the dose history the rules read, and must still count.
+    patient = take_home_world(world, plan={"max_days": 4})
+    world.clinic.rules_take_home = "south-australia"
+    world.session.commit()
+    world.rule_set = world.rulebook.for_clinic(world.clinic)
+    monday = world.today + timedelta(days=7 - world.today.weekday())
+    first = prepare(world, patient, days=2, first_day=monday, key="take-home-week-1")
+    assert [d.business_date for d in first.doses] == [monday, monday + timedelta(days=1)]
+
+    with pytest.raises(DoseBlocked) as caught:
+        prepare(world, patient, days=1, first_day=monday + timedelta(days=2), key="take-home-week-2")
+    assert [d.code.value for d in caught.value.decisions] == ["TAKE_HOME_WEEKLY_LIMIT"]
+    assert dict(caught.value.decisions[0].params)["count"] == "3"
+    # The next calendar week is free again.
+    assert prepare(world, patient, days=1, first_day=monday + timedelta(days=7), key="take-home-week-3").doses
+
+
 def test_a_positive_check_today_refuses_take_home(world):
     patient = take_home_world(world)
     world.assess(patient, alcohol_smell=True)

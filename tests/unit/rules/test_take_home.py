@@ -27,11 +27,12 @@ def _evaluate(
     predose_blocked: bool = False,
     dose_blocked: bool = False,
     valid_until=None,
+    booked=(),
 ):
     current = order(phase, "60", start=day(-1), valid_until=valid_until or day(60))
     return evaluate_take_home(
         rules(take_home=table),
-        TakeHomeRequest(first_day or day(1), days),
+        TakeHomeRequest(first_day or day(1), days, booked=frozenset(booked)),
         order=current,
         history=history(
             started=day(-treatment_days), orders=orders, doses=doses, commitment=commitment
@@ -244,3 +245,18 @@ def test_vietnamese_multiday_programme_criteria(kwargs, expected):
 
 def test_take_home_request_covers_consecutive_days():
     assert TakeHomeRequest(TODAY, 3).dates == [TODAY + timedelta(days=i) for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("booked", "first", "days", "expected"),
+    [
+        pytest.param((day(1), day(2)), day(3), 1, ["TAKE_HOME_WEEKLY_LIMIT"], id="3rd-day-of-the-week-booked-earlier"),
+        pytest.param((day(1),), day(3), 1, ["TAKE_HOME_ALLOWED"], id="2nd-day-of-the-week"),
+        pytest.param((day(5), day(6)), day(7), 2, ["TAKE_HOME_ALLOWED"], id="next-week-free"),
+        pytest.param((day(5), day(6), day(7), day(8)), day(9), 1,
+                     ["TAKE_HOME_WEEKLY_LIMIT", "TAKE_HOME_CONSECUTIVE_LIMIT"], id="5th-consecutive-day"),
+    ],
+)
+def test_take_home_days_already_booked_ahead_count_like_past_ones(booked, first, days, expected):
+    assert TODAY.weekday() == 0
+    assert codes(_evaluate("south-australia", first_day=first, days=days, booked=booked)) == expected
