@@ -69,6 +69,20 @@ class Worklist:
     def count(self) -> int:
         return len(self.tasks) + len(self.missed) + len(self.orders_ending) + len(self.drafts)
 
+    @property
+    def incidents(self) -> list[tuple[ClinicalTask, Patient]]:
+        """The open tasks a dosing error at the counter opened (CLINICAL_RULES §11)."""
+        return [(task, patient) for task, patient in self.tasks if task.code in DOSING_ERROR_CODES]
+
+    @property
+    def other_tasks(self) -> list[tuple[ClinicalTask, Patient]]:
+        """The open tasks that are not dosing-error incidents."""
+        return [(task, patient) for task, patient in self.tasks if task.code not in DOSING_ERROR_CODES]
+
+
+DOSING_ERROR_CODES = frozenset(reason.value for reason in (
+    rules.Reason.DOSING_ERROR_INCIDENT, rules.Reason.DOSING_ERROR_OBSERVATION, rules.Reason.DOSING_ERROR_PHYSICIAN_ALERT))
+
 
 def _missed_dose_threshold(rule_set: rules.RuleSet) -> int | None:
     """The fewest consecutive missed days the selected table BLOCKs at (None: it never blocks)."""

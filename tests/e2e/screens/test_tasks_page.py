@@ -82,3 +82,24 @@ def _acks(physician, patient, form, today):
         "valid_until": (today + timedelta(days=6)).strftime("%d/%m/%Y")}, headers={"X-CSRFToken": csrf_token(form)})
     codes = re.findall(r'name="ack" value="([A-Z_]+)"', preview.get_data(as_text=True))
     return {"ack": codes, **{f"reason_{code}": "Khám lại sau 4 ngày vắng" for code in codes}}
+
+
+def test_dosing_error_incidents_have_their_own_section(as_user, session, clinic, staff, today):
+    patient = factories.patient(session, clinic, full_name="Quá Liều")
+    other = factories.patient(session, clinic, full_name="Tương Tác")
+    incident = ClinicalTask(clinic_id=clinic.id, patient_id=patient.id, code="DOSING_ERROR_PHYSICIAN_ALERT",
+                            due_on=today, subject="dose:1", message_vi="Ghi nhận 90 mg, y lệnh 60 mg: bác sĩ khám",
+                            message_en="Recorded 90 mg, ordered 60 mg: physician review",
+                            rule_table_version="default@1")
+    task = ClinicalTask(clinic_id=clinic.id, patient_id=other.id, code="INTERACTION_INDUCER_STARTED", due_on=today,
+                        message_vi="Bắt đầu thuốc cảm ứng: khám lại", message_en="Inducer started: review",
+                        rule_table_version="default@1")
+    session.add_all([incident, task])
+    session.flush()
+
+    page = as_user("physician").client.get("/tasks").get_data(as_text=True)
+    incidents = page[page.index('id="incidents-h"'):page.index('id="open-h"')]
+    clinical = page[page.index('id="open-h"'):page.index('id="flags-h"')]
+    assert "Sự cố sai liều" in incidents and "Quá Liều" in incidents and "Ghi nhận 90 mg" in incidents
+    assert "Tương Tác" not in incidents
+    assert "Tương Tác" in clinical and "Quá Liều" not in clinical
