@@ -11,22 +11,6 @@ from dispensing.clock import business_date, utcnow
 from tests import factories
 
 
-@pytest.fixture(scope="session")
-def catalogues(tmp_path_factory):
-    """The translation catalogues with the Vietnamese still waiting in translations/pending."""
-    from web.i18n import compile_with_pending
-
-    return compile_with_pending(tmp_path_factory.mktemp("screens-translations") / "catalogues")
-
-
-@pytest.fixture
-def app(settings, database, catalogues):
-    from web import create_app
-
-    return create_app({"TESTING": True, "BABEL_TRANSLATION_DIRECTORIES": str(catalogues)}, settings=settings,
-                      database=database)
-
-
 @pytest.fixture
 def today(clinic) -> date:
     return business_date(utcnow(), clinic.timezone)

@@ -43,21 +43,6 @@ CHECKLIST_NO = {name: "0" for name in ("drowsy", "slurred_speech", "pinpoint_pup
                                        "unsteady_gait")}
 
 
-@pytest.fixture(scope="module")
-def catalogues(tmp_path_factory):
-    from web.i18n import compile_with_pending
-
-    return compile_with_pending(tmp_path_factory.mktemp("counter-more-translations") / "catalogues")
-
-
-@pytest.fixture
-def app(settings, database, catalogues):
-    from web import create_app
-
-    return create_app({"TESTING": True, "BABEL_TRANSLATION_DIRECTORIES": str(catalogues)}, settings=settings,
-                      database=database)
-
-
 @pytest.fixture
 def world(session, settings):
     # The server reads the real clock: the clinic's day is built around now.

@@ -19,22 +19,6 @@ from tests.e2e.conftest import Browser
 HTMX = {"HX-Request": "true"}
 
 
-@pytest.fixture(scope="module")
-def catalogues(tmp_path_factory):
-    """The catalogues with the Vietnamese still waiting in translations/pending."""
-    from web.i18n import compile_with_pending
-
-    return compile_with_pending(tmp_path_factory.mktemp("counter-translations") / "catalogues")
-
-
-@pytest.fixture
-def app(settings, database, catalogues):
-    from web import create_app
-
-    return create_app({"TESTING": True, "BABEL_TRANSLATION_DIRECTORIES": str(catalogues)}, settings=settings,
-                      database=database)
-
-
 @pytest.fixture
 def world(session, settings):
     # The server reads the real clock: build the clinic's day around now.
