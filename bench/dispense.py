@@ -248,7 +248,7 @@ def run_counter(url: str, counter_id: int, nurse_id: int, patient_ids: list[int]
     from devices.clock import VirtualClock
     from devices.registry import CounterConfig, CounterDevices
     from devices.service import CounterDeviceService
-    from dispensing import counter
+    from dispensing import accounts, counter
     from dispensing.clock import utcnow
     from dispensing.db import Database
     from dispensing.models import Clinic, User
@@ -277,7 +277,7 @@ def run_counter(url: str, counter_id: int, nurse_id: int, patient_ids: list[int]
         """A fresh session with the signed-in nurse loaded, as the web layer's request would."""
         session = database.session()
         try:
-            nurse = session.get(User, nurse_id)
+            nurse = accounts.load_user(session, nurse_id)  # as web.auth's user loader does
             _ = nurse.roles
             yield session, nurse
         finally:

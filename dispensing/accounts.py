@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from dispensing import audit
 from dispensing.clock import utcnow
@@ -41,6 +41,15 @@ MIN_PASSWORD_LENGTH = 8
 class LoginPolicy:
     max_failures: int = 5
     lockout: timedelta = timedelta(minutes=15)
+
+
+def load_user(session: Session, user_id: int) -> User | None:
+    """Return the user with their roles in one statement (the relationship's own ``selectin``
+    loading would add a second one): what every request does first, for the signed-in user."""
+    return session.get(User, user_id, options=(_WITH_ROLES,))
+
+
+_WITH_ROLES = joinedload(User.role_rows)
 
 
 def hash_password(password: str) -> str:

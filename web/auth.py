@@ -82,7 +82,7 @@ def _unauthorized():
 def _load_user(user_id: str):
     if not user_id.isdigit():
         return None
-    user = db().get(User, int(user_id))
+    user = accounts.load_user(db(), int(user_id))
     if user is None or not user.active:
         return None
     return SessionUser(user)

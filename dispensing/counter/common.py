@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import and_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, insert, select
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from dispensing import audit, rules
 from dispensing.clock import business_date
@@ -96,7 +96,12 @@ def lock_patient(session: Session, actor: User, patient_id: int) -> Patient:
 
 
 def get_counter(session: Session, clinic_id: int, counter_id: int) -> Counter:
-    counter = session.get(Counter, counter_id)
+    return require_counter(session.get(Counter, counter_id), clinic_id)
+
+
+def require_counter(counter: Counter | None, clinic_id: int) -> Counter:
+    """Return ``counter`` when it is an active counter of the clinic. Raises NotFound
+    (COUNTER_NOT_FOUND), Conflict(COUNTER_INACTIVE)."""
     if counter is None or counter.clinic_id != clinic_id:
         raise NotFound("counter", code="COUNTER_NOT_FOUND")
     if not counter.active:
@@ -181,9 +186,21 @@ def require_calibration(session: Session, device: Device, now: datetime) -> Cali
     return calibration
 
 
+# The event row in one Core INSERT (no unit-of-work flush for an append-only row), built once.
+_INSERT_EVENT = insert(DoseEvent.__table__).returning(DoseEvent.__table__.c.id, DoseEvent.__table__.c.created_at)
+
+
 def add_event(session: Session, dose: Dose, state: DoseState, at: datetime, user_id: int | None,
               detail: dict | None = None) -> DoseEvent:
-    event = DoseEvent(dose_id=dose.id, state=state, occurred_at=at, user_id=user_id, detail=detail)
+    """Append the dose's event row now (the dose row must exist: it is flushed first if new)."""
+    if dose.id is None:
+        session.flush()
+    row = session.connection().execute(_INSERT_EVENT, {
+        "dose_id": dose.id, "state": state, "occurred_at": at, "user_id": user_id, "detail": detail}).one()
+    event = DoseEvent(id=row[0], dose_id=dose.id, state=state, occurred_at=at, user_id=user_id, detail=detail,
+                      created_at=row[1])
+    # The row exists: the object joins the session as loaded, never to be inserted again.
+    make_transient_to_detached(event)
     session.add(event)
     return event
 

@@ -21,17 +21,17 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 import structlog
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session, aliased
 
 from dispensing import audit, rules, stock
 from dispensing.accounts import reauthenticate
 from dispensing.clock import utcnow
 from dispensing.counter.common import (
+    CALIBRATION_SKEW,
     IN_FLIGHT,
     TAKEN,
     ceiling_ml,
-    latest_calibration,
     raise_task,
     record_state,
 )
@@ -142,7 +142,10 @@ def calibration_job_data(calibration: Calibration | None) -> dict | None:
 
 
 def _own_dose(session: Session, counter_id: int, dose_id: int) -> Dose:
-    dose = session.get(Dose, dose_id, with_for_update=True, populate_existing=True)
+    return _check_own(session.get(Dose, dose_id, with_for_update=True, populate_existing=True), counter_id)
+
+
+def _check_own(dose: Dose | None, counter_id: int) -> Dose:
     if dose is None:
         raise NotFound("dose", code="DOSE_NOT_FOUND")
     if dose.counter_id != counter_id:
@@ -164,6 +167,27 @@ def _queue_moving(session: Session, counter_id: int, dose: Dose, since: datetime
     return finished is not None and finished >= since
 
 
+_LatestCalibration = aliased(Calibration)
+# The counter's oldest REQUESTED dose for its pump, with the pump and its latest calibration
+# performed by ``calibrated_by`` (``latest_calibration``): one statement, built once.
+_NEXT_JOB = (
+    select(Dose, Device, Calibration)
+    .join(Device, Device.id == Dose.device_id)
+    .outerjoin(Calibration, Calibration.id == (
+        select(_LatestCalibration.id)
+        .where(_LatestCalibration.device_id == Device.id,
+               _LatestCalibration.performed_at <= bindparam("calibrated_by", type_=Calibration.performed_at.type))
+        .order_by(_LatestCalibration.performed_at.desc(), _LatestCalibration.id.desc())
+        .limit(1)
+        .correlate(Device)
+        .scalar_subquery()))
+    .where(Dose.counter_id == bindparam("counter_id"), Dose.state == DoseState.REQUESTED,
+           Dose.device_id.is_not(None))
+    .order_by(Dose.id)
+    .limit(1)
+)
+
+
 def next_job(session: Session, counter_id: int, *, now: datetime | None = None,
              max_age: timedelta = REQUEST_MAX_AGE) -> DoseJob | None:
     """Return the counter's oldest REQUESTED dose for its pump, or None. A request that waited
@@ -172,20 +196,14 @@ def next_job(session: Session, counter_id: int, *, now: datetime | None = None,
     Commits (reads end their transaction; an expiry is written)."""
     now = now or utcnow()
     while True:
-        dose = session.scalar(
-            select(Dose)
-            .where(Dose.counter_id == counter_id, Dose.state == DoseState.REQUESTED, Dose.device_id.is_not(None))
-            .order_by(Dose.id)
-            .limit(1)
-        )
-        if dose is None:
+        row = session.execute(_NEXT_JOB, {"counter_id": counter_id, "calibrated_by": now + CALIBRATION_SKEW}).first()
+        if row is None:
             session.commit()
             return None
+        dose, device, calibration = row
         since = now - max_age
         if dose.requested_at >= since or _queue_moving(session, counter_id, dose, since):
-            device = session.get(Device, dose.device_id)
-            job = DoseJob(dose.id, dose.planned_ml, ceiling_ml(device),
-                          calibration_job_data(latest_calibration(session, device.id, now)))
+            job = DoseJob(dose.id, dose.planned_ml, ceiling_ml(device), calibration_job_data(calibration))
             session.commit()
             return job
         session.commit()
@@ -244,6 +262,18 @@ def _final_state(dose: Dose, result: DeviceOutcome) -> tuple[DoseState, Decimal 
     return DoseState.FAILED, Decimal("0.00")
 
 
+# The dose, row-locked (FOR UPDATE OF dose), with the detail of its REQUESTED event (whether the
+# first induction dose's observation is due: ``after_delivery``), in one statement.
+_RESULT_DOSE = (
+    select(Dose, select(DoseEvent.detail)
+           .where(DoseEvent.dose_id == Dose.id, DoseEvent.state == DoseState.REQUESTED)
+           .order_by(DoseEvent.id).limit(1).correlate(Dose).scalar_subquery())
+    .where(Dose.id == bindparam("dose_id"))
+    .with_for_update(of=Dose)
+    .execution_options(populate_existing=True)
+)
+
+
 def record_result(session: Session, counter_id: int, dose_id: int, result: DeviceOutcome, rule_sets: RuleSets,
                   *, now: datetime | None = None) -> Dose:
     """Write the dispense's final state, the measured ml, the transcript and — for a delivery —
@@ -255,14 +285,15 @@ def record_result(session: Session, counter_id: int, dose_id: int, result: Devic
     """
     now = now or utcnow()
     begin_write(session)
-    dose = _own_dose(session, counter_id, dose_id)
+    row = session.execute(_RESULT_DOSE, {"dose_id": dose_id}).first()
+    dose = _check_own(row[0] if row is not None else None, counter_id)
     if dose.state not in IN_FLIGHT:
         if dose.device_reading_ml is not None and dose.device_reading_ml != result.measured_ml:
             log.warning("dose.result_ignored", dose_id=dose.id, state=dose.state.value)
         session.commit()
         return dose
     try:
-        _write_result(session, dose, result, rule_sets, now)
+        _write_result(session, dose, result, rule_sets, now, requested_detail=row[1])
         session.commit()
         return dose
     except DomainError as exc:
@@ -282,7 +313,8 @@ def _result_detail(result: DeviceOutcome) -> dict:
     }
 
 
-def _write_result(session: Session, dose: Dose, result: DeviceOutcome, rule_sets: RuleSets, now: datetime) -> None:
+def _write_result(session: Session, dose: Dose, result: DeviceOutcome, rule_sets: RuleSets, now: datetime,
+                  *, requested_detail: dict | None) -> None:
     state, delivered = _final_state(dose, result)
     dose.device_reading_ml = result.measured_ml
     dose.delivered_ml = delivered
@@ -296,7 +328,7 @@ def _write_result(session: Session, dose: Dose, result: DeviceOutcome, rule_sets
         stock.book_dose(session, dose)
     record_state(session, dose, state, at=now, actor_id=None, detail=_result_detail(result))
     if state in TAKEN:
-        after_delivery(session, dose, rule_sets, now)
+        after_delivery(session, dose, rule_sets, now, requested_detail=requested_detail)
 
 
 def _result_unbooked(session: Session, counter_id: int, dose_id: int, result: DeviceOutcome, code: str,
@@ -357,7 +389,11 @@ def _calibration_passed_before(session: Session, device_id: int, at: datetime) -
 # After a delivery: dosing errors (CLINICAL_RULES §11) and the first induction dose's observation
 
 
-def after_delivery(session: Session, dose: Dose, rule_sets: RuleSets, now: datetime) -> None:
+_UNREAD: dict = {}
+
+
+def after_delivery(session: Session, dose: Dose, rule_sets: RuleSets, now: datetime, *,
+                   requested_detail: dict | None = _UNREAD) -> None:
     """Open the follow-ups a delivered dose calls for: a dosing-error incident when more than the
     order was recorded, and the observation after the first dose of an induction. The patient,
     the clinic's rules and the lot are read only when one of them may be due (a dose delivered as
@@ -374,9 +410,11 @@ def after_delivery(session: Session, dose: Dose, rule_sets: RuleSets, now: datet
         recorded = original.planned_mg - remainder_mg(session, original)
     observe = None
     if dose.kind is DoseKind.OBSERVED:
-        requested = session.scalar(select(DoseEvent).where(
-            DoseEvent.dose_id == dose.id, DoseEvent.state == DoseState.REQUESTED).limit(1))
-        observe = (requested.detail or {}).get("observation") if requested is not None else None
+        if requested_detail is _UNREAD:  # the caller did not read it with the dose
+            requested_detail = session.scalar(select(DoseEvent.detail).where(
+                DoseEvent.dose_id == dose.id, DoseEvent.state == DoseState.REQUESTED)
+                .order_by(DoseEvent.id).limit(1))
+        observe = (requested_detail or {}).get("observation")
     # rules.check_recorded_dose opens nothing unless more than the order was recorded.
     if recorded <= ordered and not observe:
         return

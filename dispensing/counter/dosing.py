@@ -31,18 +31,18 @@ from dispensing.counter.common import (
     AlreadyDosed,
     DoseBlocked,
     add_event,
+    calibration_problem,
     ceiling_ml,
     clinic_day,
-    counter_and_pump,
     lock_patient,
     record_state,
     require_acknowledged,
-    require_calibration,
+    require_counter,
     require_key,
     resolution_ml,
     task_for_decision,
 )
-from dispensing.counter.pumps import open_bottle_product
+from dispensing.counter.pumps import pump_state
 from dispensing.counter_rules import counter_evaluation, latest_assessment, rules_assessment
 from dispensing.db import begin_write
 from dispensing.errors import Conflict, NotFound, ValidationFailed
@@ -166,20 +166,24 @@ class _Pump:
 def _pump(session: Session, clinic: Clinic, counter_id: int, day: date, now: datetime,
           product_id: int | None = None) -> _Pump:
     """The counter's pump, ready to dispense: open bottle of a usable lot (stock's
-    ``dispensing_source``, which row-locks the pump location), valid calibration."""
-    counter, device = counter_and_pump(session, clinic.id, counter_id)
-    bottle = None
+    ``dispensing_source``, which row-locks the pump location), valid calibration. The counter,
+    pump, open bottle and calibration come from one read (``pump_state``); the refusals keep their
+    order: counter, pump, bottle, source, calibration."""
+    state = pump_state(session, counter_id, now)
+    counter = require_counter(state.counter, clinic.id)
+    device = state.device
+    if device is None:
+        raise ValidationFailed("no pump at this counter", code="COUNTER_HAS_NO_PUMP")
     if product_id is None:
-        # Held until dispensing_source has read the product from the session (no second query).
-        bottle = open_bottle_product(session, device.id)
-        if bottle is None:
+        if state.product is None:
             raise ValidationFailed("no open bottle on this pump", code="NO_OPEN_BOTTLE")
-        product_id = bottle[2].id
+        product_id = state.product.id  # in the session: dispensing_source reads it without a query
     source = stock.dispensing_source(session, clinic_id=clinic.id, product_id=product_id, business_date=day,
                                      device_id=device.id)
-    del bottle
-    calibration = require_calibration(session, device, now)
-    return _Pump(counter, device, source, calibration)
+    problem = calibration_problem(state.calibration, now)
+    if problem is not None:
+        raise Conflict("pump calibration", code=problem, device_id=device.id)
+    return _Pump(counter, device, source, state.calibration)
 
 
 def _replayed(session: Session, keys: Sequence[str], patient_id: int, kind: DoseKind,

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
 from dispensing import rules
 from dispensing.clock import business_date, utcnow
-from dispensing.counter.common import IN_FLIGHT, clinic_day, get_counter
+from dispensing.counter.common import IN_FLIGHT, clinic_day, get_counter, require_counter
 from dispensing.counter.medication import medication_orders_on
-from dispensing.counter.pumps import PumpReadiness, pump_readiness
+from dispensing.counter.pumps import PumpReadiness, pump_state, readiness_of
 from dispensing.counter_rules import evaluate_loaded, latest_assessment
 from dispensing.errors import NotFound
 from dispensing.history import (
@@ -52,8 +52,7 @@ from dispensing.models import (
     Role,
     User,
 )
-from dispensing.patients import get_patient
-from dispensing.permissions import require_role
+from dispensing.permissions import require_role, require_same_clinic
 
 STAFF = (Role.NURSE, Role.PHYSICIAN, Role.PHARMACIST, Role.ADMIN)
 # Blocks every patient has before the nurse's checklist: shown as "assessment needed", not "blocked".
@@ -282,19 +281,32 @@ def find_by_card(session: Session, actor: User, card_barcode: str) -> Patient:
     return patient
 
 
+_PATIENT_CLINIC = (
+    select(Patient, Clinic, exists().where(PatientPhoto.patient_id == Patient.id).correlate(Patient))
+    .join(Clinic, Clinic.id == Patient.clinic_id)
+    .where(Patient.id == bindparam("patient_id"))
+)
+
+
 def patient_panel(session: Session, actor: User, rule_set: rules.RuleSet, patient_id: int, *,
                   counter_id: int | None = None, now: datetime | None = None) -> Panel:
     """Return everything the counter shows for a patient today; with ``counter_id`` the planned
     ml come from the lot of the bottle on that counter's pump. Raises NotFound, PermissionDenied."""
     require_role(actor, *STAFF)
     now = now or utcnow()
-    patient = get_patient(session, actor, patient_id)
-    clinic = session.get(Clinic, patient.clinic_id)
+    # get_patient, the clinic and whether a photo exists: one statement.
+    row = session.execute(_PATIENT_CLINIC, {"patient_id": patient_id}).first()
+    if row is None:
+        raise NotFound("patient", code="PATIENT_NOT_FOUND")
+    patient, clinic, has_photo = row
+    require_same_clinic(actor, patient.clinic_id)
     day = business_date(now, clinic.timezone)
     pump = None
     if counter_id is not None:
-        counter = get_counter(session, clinic.id, counter_id)
-        pump = pump_readiness(session, counter, now, day)
+        # The counter and its pump in one read (get_counter's refusals, then pump_readiness).
+        state = pump_state(session, counter_id, now)
+        require_counter(state.counter, clinic.id)
+        pump = readiness_of(state.counter, state, now, day)
     assessment = latest_assessment(session, patient.id, day)
     orders = signed_orders(session, patient.id)
     evaluation, order = evaluate_loaded(
@@ -329,7 +341,6 @@ def patient_panel(session: Session, actor: User, rule_set: rules.RuleSet, patien
                  and d.business_date == day and d.state is not DoseState.FAILED}
         medications.append(MedicationDue(medication, product, tuple(
             (n, given.get(n)) for n in range(1, medication.administrations_per_day + 1))))
-    has_photo = session.scalar(select(PatientPhoto.id).where(PatientPhoto.patient_id == patient.id)) is not None
     take_home_possible = bool(clinic.take_home_enabled and order is not None and order.take_home_plan)
     replacements = tuple(replacement_orders_due(session, orders, day))
     panel = Panel(patient, day, order, evaluation, tuple(parts), doses, voided, assessment, pump, flags,

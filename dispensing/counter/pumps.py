@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, select
+from sqlalchemy.orm import Session, aliased
 
 from dispensing.counter.common import (
+    CALIBRATION_SKEW,
     calibration_problem,
     ceiling_ml,
-    latest_calibration,
     resolution_ml,
 )
 from dispensing.errors import Conflict
@@ -28,6 +28,55 @@ from dispensing.models import (
     Lot,
     Product,
 )
+
+_LatestCalibration = aliased(Calibration)
+# The counter, its active pump, the bottle open on the pump (container, lot, product) and the
+# pump's latest calibration performed by ``calibrated_by``: what ``get_counter``, ``counter_pump``,
+# ``open_bottle_product`` and ``latest_calibration`` read, in one statement (built once; the
+# values are bound parameters, so the compiled form is reused).
+_PUMP_STATE = (
+    select(Counter, Device, Container, Lot, Product, Calibration)
+    .outerjoin(Device, and_(Device.counter_id == Counter.id, Device.kind == DeviceKind.PUMP, Device.active.is_(True)))
+    .outerjoin(Location, Location.device_id == Device.id)
+    .outerjoin(ContainerAttachment, and_(ContainerAttachment.location_id == Location.id,
+                                         ContainerAttachment.detached_at.is_(None)))
+    .outerjoin(Container, Container.id == ContainerAttachment.container_id)
+    .outerjoin(Lot, Lot.id == Container.lot_id)
+    .outerjoin(Product, Product.id == Lot.product_id)
+    .outerjoin(Calibration, Calibration.id == (
+        select(_LatestCalibration.id)
+        .where(_LatestCalibration.device_id == Device.id,
+               _LatestCalibration.performed_at <= bindparam("calibrated_by", type_=Calibration.performed_at.type))
+        .order_by(_LatestCalibration.performed_at.desc(), _LatestCalibration.id.desc())
+        .limit(1)
+        .correlate(Device)
+        .scalar_subquery()))
+    .where(Counter.id == bindparam("counter_id"))
+    # The first active pump (as counter_pump), and on it a location holding an open bottle first.
+    .order_by(Device.id, ContainerAttachment.id.is_(None), ContainerAttachment.id)
+    .limit(1)
+)
+
+
+@dataclass(frozen=True)
+class PumpState:
+    """One read of a counter's pump: None where there is none (no counter, no active pump…)."""
+
+    counter: Counter | None
+    device: Device | None
+    container: Container | None
+    lot: Lot | None
+    product: Product | None
+    calibration: Calibration | None
+
+
+def pump_state(session: Session, counter_id: int, at: datetime) -> PumpState:
+    """Return the counter, its active pump, the open bottle with its lot and product, and the
+    pump's latest calibration performed by ``at`` (plus the clock skew), in one query."""
+    row = session.execute(_PUMP_STATE, {"counter_id": counter_id, "calibrated_by": at + CALIBRATION_SKEW}).first()
+    if row is None:
+        return PumpState(None, None, None, None, None, None)
+    return PumpState(*row)
 
 
 @dataclass(frozen=True)
@@ -81,24 +130,23 @@ def open_bottle_product(session: Session, device_id: int) -> tuple[Container, Lo
 
 def pump_readiness(session: Session, counter: Counter, now: datetime, day: date) -> PumpReadiness:
     """Return the counter's pump state; never raises for a pump that is not ready."""
-    device = session.scalar(
-        select(Device)
-        .where(Device.counter_id == counter.id, Device.kind == DeviceKind.PUMP, Device.active.is_(True))
-        .order_by(Device.id)
-        .limit(1)
-    )
+    return readiness_of(counter, pump_state(session, counter.id, now), now, day)
+
+
+def readiness_of(counter: Counter, state: PumpState, now: datetime, day: date) -> PumpReadiness:
+    """The readiness of ``counter``'s pump from a ``pump_state`` read."""
+    device = state.device
     if device is None:
         return PumpReadiness(counter, None, None, None, None, ("COUNTER_HAS_NO_PUMP",))
     problems: list[str] = []
-    bottle = open_bottle(session, device.id)
-    container, lot = bottle if bottle is not None else (None, None)
+    container, lot = state.container, state.lot
     if lot is None:
         problems.append("NO_OPEN_BOTTLE")
     elif lot.expiry_date < day:
         problems.append("LOT_EXPIRED")
     elif lot.concentration_mg_per_ml is None or lot.concentration_verified_at is None:
         problems.append("CONCENTRATION_NOT_VERIFIED")
-    calibration = latest_calibration(session, device.id, now)
+    calibration = state.calibration
     problem = calibration_problem(calibration, now)
     if problem is not None:
         problems.append(problem)

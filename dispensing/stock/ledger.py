@@ -150,12 +150,14 @@ def append_line(
     amends_date: date | None = None,
     reason: str | None = None,
     witness_id: int | None = None,
+    open_day_checked: bool = False,
 ) -> StockMovement:
     """Add one ledger line and flush it. Raises ValidationFailed for a bad quantity and Conflict
-    (DAY_CLOSED) when the day is already closed at either location."""
+    (DAY_CLOSED) when the day is already closed at either location (``open_day_checked``: the
+    caller has checked that already, in the transaction, with the location row-locked)."""
     quantity = ledger_quantity(quantity)
     for location_id in (from_location_id, to_location_id):
-        if location_id is not None:
+        if location_id is not None and not open_day_checked:
             require_open_day(session, location_id, product_id, business_date)
     line = StockMovement(
         clinic_id=clinic_id,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,8 @@ from dispensing.models import (
     ProductKind,
     QuarantineDecision,
     QuarantineOutcome,
+    Reconciliation,
+    ReconciliationStatus,
     Role,
     StockMovement,
     User,
@@ -728,6 +730,24 @@ def _counter_shelf(session: Session, clinic_id: int, location_id: int | None) ->
     return shelves[0]
 
 
+_UNREAD = object()
+# A pump's reservoir location, row-locked (PostgreSQL: only the location row, FOR UPDATE OF), the
+# bottle open on it and the last closed day of the product there (``last_closed_day``).
+_PUMP_SOURCE = (
+    select(Location, ContainerAttachment,
+           select(func.max(Reconciliation.business_date))
+           .where(Reconciliation.location_id == Location.id, Reconciliation.product_id == bindparam("product_id"),
+                  Reconciliation.status == ReconciliationStatus.CLOSED)
+           .correlate(Location).scalar_subquery())
+    .outerjoin(ContainerAttachment, and_(ContainerAttachment.location_id == Location.id,
+                                         ContainerAttachment.detached_at.is_(None)))
+    .where(Location.device_id == bindparam("device_id"))
+    .order_by(Location.id, ContainerAttachment.id)
+    .limit(1)
+    .with_for_update(of=Location)
+)
+
+
 def dispensing_source(
     session: Session, *, clinic_id: int, product_id: int, business_date: date, device_id: int | None = None,
     location_id: int | None = None,
@@ -746,11 +766,19 @@ def dispensing_source(
     if product.kind is ProductKind.LIQUID:
         if device_id is None and location_id is None:
             raise ValidationFailed("which pump?", code="DOSE_NO_SOURCE")
-        location = (_pump_for_device(session, device_id) if device_id is not None
-                    else lock_locations(session, location_id).get(location_id))
+        closed_through: date | None = None
+        if device_id is not None:
+            # The pump's location (row-locked), its open bottle and its last closed day: one query.
+            row = session.execute(_PUMP_SOURCE, {"device_id": device_id, "product_id": product.id}).first()
+            if row is None:
+                raise ValidationFailed("device has no reservoir location", code="DOSE_NO_SOURCE")
+            location, attachment, closed_through = row
+        else:
+            location = lock_locations(session, location_id).get(location_id)
+            attachment = open_attachment(session, location.id) if location is not None else None
+            closed_through = _UNREAD
         if location is None or location.clinic_id != clinic_id:
             raise ValidationFailed("no such pump", code="DOSE_NO_SOURCE")
-        attachment = open_attachment(session, location.id)
         if attachment is None:
             raise ValidationFailed("no open bottle on this pump", code="NO_OPEN_BOTTLE")
         container = attachment.container
@@ -769,9 +797,37 @@ def dispensing_source(
             raise ValidationFailed("none at the counter", code="OUT_OF_STOCK")
         lot, container_id, _amount = min(usable, key=lambda entry: (entry[0].expiry_date, entry[0].id))
         container = session.get(Container, container_id) if container_id else None
+        closed_through = _UNREAD
     require_issuable(lot, product, business_date, location)
-    require_open_day(session, location.id, product.id, business_date)
+    if closed_through is _UNREAD:
+        require_open_day(session, location.id, product.id, business_date)
+    elif closed_through is not None and business_date <= closed_through:
+        raise Conflict("day closed", code="DAY_CLOSED", location_id=location.id, business_date=business_date,
+                       closed_through=closed_through)
     return DispensingSource(location, container, lot, lot.concentration_mg_per_ml)
+
+
+def _booked_line():
+    return (select(StockMovement.id)
+            .where(StockMovement.dose_id == bindparam("dose_id"), StockMovement.corrects_id.is_(None),
+                   StockMovement.kind.in_(list(PATIENT_KINDS)))
+            .limit(1).scalar_subquery())
+
+
+# book_dose for a pump's dose: the product, the pump's location (row-locked, FOR UPDATE OF), the
+# dose's ledger line if already booked, and the product's last closed day at that location.
+_PUMP_BOOKING = (
+    select(Product, Location, _booked_line(),
+           select(func.max(Reconciliation.business_date))
+           .where(Reconciliation.location_id == Location.id, Reconciliation.product_id == Product.id,
+                  Reconciliation.status == ReconciliationStatus.CLOSED)
+           .correlate(Location, Product).scalar_subquery())
+    .join(Location, Location.device_id == bindparam("device_id"))
+    .where(Product.id == bindparam("product_id"))
+    .order_by(Location.id)
+    .limit(1)
+    .with_for_update(of=Location)
+)
 
 
 def book_dose(session: Session, dose: Dose, *, location_id: int | None = None,
@@ -789,6 +845,29 @@ def book_dose(session: Session, dose: Dose, *, location_id: int | None = None,
     """
     if dose.state not in (DoseState.COMPLETED, DoseState.PARTIAL):
         raise ValidationFailed("dose not finished", code="DOSE_NOT_FINAL")
+    if dose.device_id is not None and location_id is None:
+        # A pump's dose: the line already booked (if any), the product, the pump's location
+        # (row-locked) and its last closed day, in one statement.
+        row = session.execute(_PUMP_BOOKING, {"dose_id": dose.id, "product_id": dose.product_id,
+                                              "device_id": dose.device_id}).first()
+        if row is not None and row[0].kind is ProductKind.LIQUID:
+            product, location, booked_id, closed_through = row
+            if booked_id is not None:
+                return session.get(StockMovement, booked_id)
+            if dose.delivered_ml is None or dose.delivered_ml <= 0:
+                return None
+            if dose.lot_id is not None:
+                day = dispensed_on(session, dose)
+                if closed_through is not None and day <= closed_through:
+                    raise Conflict("day closed", code="DAY_CLOSED", location_id=location.id, business_date=day,
+                                   closed_through=closed_through)
+                return append_line(
+                    session, clinic_id=dose.clinic_id, kind=DOSE_KIND_TO_MOVEMENT[dose.kind], product_id=product.id,
+                    lot_id=dose.lot_id, quantity=dose.delivered_ml, business_date=day,
+                    occurred_at=dose.finished_at or at or utcnow(), recorded_by_id=dose.nurse_id,
+                    from_location_id=location.id, container_id=dose.container_id, dose_id=dose.id,
+                    witness_id=dose.witness_id, open_day_checked=True,
+                )
     existing = session.scalar(
         select(StockMovement).where(StockMovement.dose_id == dose.id, StockMovement.corrects_id.is_(None),
                                     StockMovement.kind.in_(list(PATIENT_KINDS)))
