@@ -6,7 +6,7 @@ Each check is its own small function with one condition a line, so each can be t
 from __future__ import annotations
 
 from dispensing.errors import PermissionDenied
-from dispensing.models import Role, User
+from dispensing.models import Reminder, Role, User
 
 
 def require_role(user: User | None, *roles: Role) -> None:
@@ -44,3 +44,14 @@ def can_sign_as_unit_head(user: User | None) -> bool:
     """Return True for an active head of unit (trưởng đơn vị): countersigns anomaly records at
     receipt and co-signs quarantine decisions."""
     return user is not None and user.active and user.has_role(Role.UNIT_HEAD)
+
+
+def can_act_on_reminder(user: User | None, reminder: Reminder) -> bool:
+    """Return True for an active user of the reminder's clinic holding the role it is for (only
+    they may dismiss it)."""
+    return (
+        user is not None
+        and user.active
+        and user.clinic_id == reminder.clinic_id
+        and user.has_role(reminder.for_role)
+    )

@@ -21,7 +21,7 @@ from flask_babel import gettext, lazy_gettext
 from markupsafe import Markup
 from sqlalchemy import select
 
-from dispensing import reports, stock
+from dispensing import day_work, reports, stock
 from dispensing.errors import DomainError, NotFound, ValidationFailed
 from dispensing.models import (
     AnomalyKind,
@@ -327,8 +327,9 @@ def stock_overview():
             for product in products.values() if product.kind is ProductKind.LIQUID}
     pending = list(session.scalars(select(ReceiptAnomaly).where(
         ReceiptAnomaly.clinic_id == user.clinic_id, ReceiptAnomaly.unit_head_id.is_(None)).order_by(ReceiptAnomaly.id)))
+    forecast = day_work.forecast_for(session, user, today)
     return _render("pharmacy/stock.html", overview=overview, products=products, fefo=fefo, open_bottles=open_bottles,
-                   pending_anomalies=pending, anomaly_labels=ANOMALY_LABELS)
+                   pending_anomalies=pending, anomaly_labels=ANOMALY_LABELS, forecast=forecast)
 
 
 # ---- receipts ---------------------------------------------------------------------------------

@@ -461,8 +461,8 @@ def close_day(
 
 
 def _notify_discrepancy(session: Session, row: Reconciliation, today: date) -> None:
-    """Tell the pharmacists and the head of unit (administrators) about a close outside tolerance."""
-    for role in (Role.PHARMACIST, Role.ADMIN):
+    """Tell the pharmacists and the head of unit about a close outside tolerance."""
+    for role in (Role.PHARMACIST, Role.UNIT_HEAD):
         session.add(Reminder(
             clinic_id=row.clinic_id, business_date=today, kind=ReminderKind.STOCK_DISCREPANCY, for_role=role,
             subject_type="reconciliation", subject_id=row.id, due_on=today, code="STOCK_DISCREPANCY",

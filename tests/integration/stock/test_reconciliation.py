@@ -112,7 +112,7 @@ def test_outside_tolerance_needs_a_discrepancy_entry_a_note_and_a_witness(world,
     assert rec.discrepancy_reason is DiscrepancyReason.UNKNOWN and rec.investigation_note == note
     notified = world.session.scalars(select(Reminder.for_role).where(
         Reminder.kind == ReminderKind.STOCK_DISCREPANCY)).all()
-    assert sorted(role.value for role in notified) == ["admin", "pharmacist"]
+    assert sorted(role.value for role in notified) == ["pharmacist", "unit_head"]
     actions = world.session.scalars(select(AuditEvent.action).where(AuditEvent.action.like("stock.reconciliation%"))
                                     ).all()
     assert sorted(actions) == ["stock.reconciliation.discrepancy", "stock.reconciliation.signed",
