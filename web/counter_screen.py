@@ -562,9 +562,12 @@ def queue():
     found = counter_use_cases.worklist(db(), context.actor(), context.rule_set(), counter_id=counter_row.id,
                                        now=context.now())
     now_local = context.now().astimezone(_zone()).strftime("%H:%M")
-    groups: dict[str, list] = {"due": [], "later": [], "attention": [], "blocked": [], "dosed": []}
+    groups: dict[str, list] = {"due": [], "later": [], "attention": [], "blocked": [], "dosed": [],
+                               "medicines": []}
     for row in found.rows:
         if row.what != "methadone":
+            # Unit-dose medicines: given at the counter from a pack scan, listed apart.
+            groups["dosed" if row.status == SlotStatus.DOSED else "medicines"].append(row)
             continue
         if row.status in (SlotStatus.TO_COME, SlotStatus.NEEDS_ASSESSMENT):
             groups["later" if row.not_before and row.not_before > now_local else "due"].append(row)

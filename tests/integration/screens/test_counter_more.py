@@ -388,6 +388,9 @@ def _unit_form(html: str) -> dict:
 def test_a_pack_scanned_with_the_patient_open_gives_the_ordered_medicine(app, world, session):
     patient, order = _unit_dose_patient(world)
     nurse = Counter(app, world.nurse, world.counters[0].id)
+    queue = _text(nurse.get("/counter/queue"))
+    medicines = queue.split('data-group="medicines"')[1].split("</details>")[0]
+    assert patient.full_name in medicines and world.bup.name in medicines and "2 đơn vị" in medicines
     panel = nurse.panel(patient)
     assert f'data-medication="{order.id}"' in panel and "quét vỉ thuốc" in panel
     assert f'name="patient" value="{patient.id}" form="scan-form"' in panel
@@ -424,6 +427,8 @@ def test_a_pack_scanned_with_the_patient_open_gives_the_ordered_medicine(app, wo
     html = _text(given)
     assert 'data-given="yes"' in html and "data-unit-dose" not in html
     assert f'action="/counter/doses/{dose.id}/void"' in html and f"/counter/doses/{dose.id}/vomit" not in html
+    dosed = _text(nurse.get("/counter/queue")).split('data-group="dosed"')[1].split("</details>")[0]
+    assert world.bup.name in dosed and 'data-group="medicines"' not in _text(nurse.get("/counter/queue"))
     # The same pack scanned again: nothing left to give today.
     again = nurse.scan(pack(), patient)
     assert again.status_code == 409 and len(_doses(session, patient)) == 1
