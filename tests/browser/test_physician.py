@@ -130,7 +130,7 @@ def test_physician_registers_a_patient_and_signs_orders(page, login, shot, live_
 
 def test_physician_task_list_and_printable_card(page, login, shot):
     login(page, "bacsi1")
-    page.get_by_role("link", name="Việc cần làm").click()
+    page.get_by_role("navigation", name="Trình đơn chính").get_by_role("link", name="Việc cần làm").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Việc cần làm ngày")
     expect(page.get_by_role("heading", name=re.compile("Bị chặn tại quầy vì bỏ liều"))).to_be_visible()
     shot(page, "tasks")
